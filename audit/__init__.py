@@ -1,0 +1,2 @@
+"""The audit log domain: event vocabulary (events.py), model, recording (services.py) and
+reading (selectors.py)."""

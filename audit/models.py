@@ -1,0 +1,85 @@
+"""The audit log entry.
+
+Entries are append-only, enforced by the database (migration 0002): a trigger rejects
+UPDATE and DELETE, with a single exception: when the acting user is deleted, the link
+``actor_id`` is cleared (``SET_NULL``) while every other column stays as it was -- the
+email and name snapshots keep the entry readable.
+
+Indexes serve the filters of the auditLogs API together with its order, newest first
+(``time`` DESC, ``id`` DESC), always within one organization:
+
+* ``audit_log_org_time``       -- no filter, a from/to window, keyset pages at any depth
+* ``audit_log_org_event_time`` -- one event type (or several, one index range each)
+* ``audit_log_org_email_time`` -- exact actor emails (a user-email search resolves the
+  matching addresses first, then reads each one's range)
+* ``audit_log_actor``          -- clearing the actor link when a user is deleted
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+from django.db.models import F, Func, Q, Value
+from django.db.models.lookups import Exact
+from django.utils import timezone
+
+from audit.events import EVENT_MAX_LENGTH, AuditEventType
+
+
+class AuditLog(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    event = models.CharField(max_length=EVENT_MAX_LENGTH, choices=AuditEventType.choices)
+    actor = models.ForeignKey(
+        "core.User",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        help_text="The acting user; cleared if the account is deleted (the snapshot stays).",
+    )
+    actor_email = models.CharField(
+        max_length=254, null=True, blank=True, help_text="The actor's email when it acted."
+    )
+    actor_name = models.CharField(
+        max_length=150, null=True, blank=True, help_text="The actor's name when it acted."
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True, help_text="The client's address.")
+    details = models.JSONField(default=dict, help_text="A JSON object with the event's context.")
+    time = models.DateTimeField(default=timezone.now, help_text="When it happened (UTC).")
+
+    class Meta:
+        db_table = "audit_log"
+        ordering = ("-time", "-id")
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "-time", "-id"], name="audit_log_org_time"),
+            models.Index(
+                fields=["organization", "event", "-time", "-id"], name="audit_log_org_event_time"
+            ),
+            models.Index(
+                fields=["organization", "actor_email", "-time", "-id"],
+                name="audit_log_org_email_time",
+            ),
+            models.Index(
+                fields=["actor"], condition=Q(actor__isnull=False), name="audit_log_actor"
+            ),
+        ]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(event__in=AuditEventType.values), name="audit_log_event_known"
+            ),
+            models.CheckConstraint(
+                condition=Exact(
+                    Func(F("details"), function="jsonb_typeof", output_field=models.TextField()),
+                    Value("object"),
+                ),
+                name="audit_log_details_object",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.actor_email or 'system'} at {self.time.isoformat()}"

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    name = "core"
+    verbose_name = "Accounts"
+
+    def ready(self) -> None:
+        from django.contrib.auth import models as auth_models
+        from django.contrib.auth.signals import user_logged_in
+
+        # Sign-in records last_login and USER_LOGIN together (core.services.user_record_login),
+        # so Django's own last_login receiver is replaced rather than run beside it.
+        user_logged_in.disconnect(auth_models.update_last_login, dispatch_uid="update_last_login")
+        user_logged_in.connect(_record_login, dispatch_uid="core_record_login")
+
+
+def _record_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    from core.services import user_record_login
+
+    user_record_login(user=user)

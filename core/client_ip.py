@@ -1,0 +1,56 @@
+"""The real client address of a request, believing X-Forwarded-For only from trusted proxies.
+
+The rule: start from the TCP peer (REMOTE_ADDR). While the address in hand belongs to a
+network in ``TRUSTED_PROXIES``, step one hop left in X-Forwarded-For (the address that
+proxy says it received the request from). The first address that is not a trusted proxy
+is the client. A client that writes its own X-Forwarded-For therefore changes nothing:
+its header is read only if it *is* a trusted proxy. Run uvicorn with ``--no-proxy-headers``
+(``manage.py serve`` does) so that this is the only place the header is interpreted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_ip(value: str) -> IPAddress | None:
+    """An address from a header or socket value; tolerates ``1.2.3.4:80`` and ``[::1]:80``.
+    IPv4-mapped IPv6 addresses (``::ffff:1.2.3.4``) become IPv4."""
+    text = value.strip().strip('"')
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else text[1:]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    if "%" in text:  # zone index (fe80::1%eth0)
+        text = text.split("%", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def client_ip(
+    remote_addr: str | None, forwarded_for: str | None, trusted: Sequence[IPNetwork]
+) -> str | None:
+    """The client's address as a string, or None when the peer address is unknown."""
+    current = parse_ip(remote_addr or "")
+    if current is None:
+        return None
+    hops = [hop for hop in (forwarded_for or "").split(",") if hop.strip()]
+    while hops and _is_trusted(current, trusted):
+        previous = parse_ip(hops.pop())
+        if previous is None:
+            break  # a garbled hop: keep the last address we could trust
+        current = previous
+    return str(current)
+
+
+def _is_trusted(address: IPAddress, trusted: Sequence[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in trusted)

@@ -1,0 +1,138 @@
+"""Accounts: organizations, their roles, users (email login) and API tokens.
+
+Writes go through ``core/services.py`` so that every change records its audit event in the
+same transaction; the models hold data and invariants only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+
+class Organization(models.Model):
+    class Plan(models.TextChoices):
+        FREE = "FREE", "Free"
+        PAID = "PAID", "Paid"
+
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    plan = models.CharField(max_length=4, choices=Plan.choices, default=Plan.FREE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("slug",)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+
+class Role(models.Model):
+    """A named role in one organization. Exactly one role per organization is the
+    administrator role (``is_admin``); the others are custom roles."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="roles")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=500, blank=True)
+    is_admin = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    ADMIN_NAME = "Administrator"
+    MEMBER_NAME = "Member"
+
+    class Meta:
+        ordering = ("organization", "name")
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["organization", "name"], name="role_unique_name"),
+            models.UniqueConstraint(
+                fields=["organization"], condition=Q(is_admin=True), name="role_one_admin_role"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserManager(BaseUserManager):
+    def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
+        user = self.model(email=normalize_email(email), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields: Any) -> User:
+        fields.update(is_staff=True, is_superuser=True)
+        return self.create_user(email, password, **fields)
+
+
+def normalize_email(email: str) -> str:
+    """Emails are compared and stored in lower case (one account per address)."""
+    return email.strip().lower()
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in with an email address. Members of an organization have a role
+    there; operators (Django admin staff) may belong to no organization."""
+
+    email = models.EmailField(max_length=254, unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, null=True, blank=True, related_name="users"
+    )
+    role = models.ForeignKey(
+        Role, on_delete=models.PROTECT, null=True, blank=True, related_name="users"
+    )
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False, help_text="May sign in to the Django admin.")
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    class Meta:
+        ordering = ("email",)
+        constraints: ClassVar = [
+            models.UniqueConstraint(Lower("email"), name="user_unique_email_ci"),
+            models.CheckConstraint(
+                condition=Q(role__isnull=True) | Q(organization__isnull=False),
+                name="user_role_needs_organization",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class ApiToken(models.Model):
+    """A bearer token for integrations. Only the SHA-256 of the secret is stored; the secret
+    itself is shown once, when the token is created (core.services.api_token_create)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    # The first characters of the secret, to recognize a token in lists without revealing it.
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    def is_usable(self, now: Any = None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now
