@@ -35,7 +35,10 @@ class AuditContext:
         return user  # type: ignore[no-any-return]
 
 
-_current: ContextVar[AuditContext] = ContextVar("audit_context", default=AuditContext())
+_current: ContextVar[AuditContext] = ContextVar(
+    "audit_context",
+    default=AuditContext(),  # noqa: B039 - frozen, never mutated
+)
 
 
 def audit_context_get() -> AuditContext:
@@ -43,7 +46,9 @@ def audit_context_get() -> AuditContext:
 
 
 @contextlib.contextmanager
-def audit_context(*, actor: User | Callable[[], Any] | None = None, ip: str | None = None) -> Iterator[AuditContext]:
+def audit_context(
+    *, actor: User | Callable[[], Any] | None = None, ip: str | None = None
+) -> Iterator[AuditContext]:
     """Set the acting user and client IP for the audit entries recorded inside the block."""
     actor_getter = actor if callable(actor) else (lambda: actor)
     context = AuditContext(actor=actor_getter, ip=ip)

@@ -42,10 +42,11 @@ class AuditLog(models.Model):
         db_index=False,
         help_text="The acting user; cleared if the account is deleted (the snapshot stays).",
     )
-    actor_email = models.CharField(
+    # NULL (not "") means "no user": system events have no actor.
+    actor_email = models.CharField(  # noqa: DJ001
         max_length=254, null=True, blank=True, help_text="The actor's email when it acted."
     )
-    actor_name = models.CharField(
+    actor_name = models.CharField(  # noqa: DJ001
         max_length=150, null=True, blank=True, help_text="The actor's name when it acted."
     )
     ip = models.GenericIPAddressField(null=True, blank=True, help_text="The client's address.")

@@ -42,8 +42,8 @@ def audit_log_record(
     *,
     organization: Organization,
     event: AuditEventType | str,
-    actor: User | None | Unset = UNSET,
-    ip: str | None | Unset = UNSET,
+    actor: User | Unset | None = UNSET,
+    ip: str | Unset | None = UNSET,
     details: Mapping[str, Any] | None = None,
     time: datetime | None = None,
 ) -> AuditLog:

@@ -96,7 +96,16 @@ class UserAdmin(DjangoUserAdmin):
             None,
             {
                 "classes": ("wide",),
-                "fields": ("email", "name", "organization", "role", "is_staff", "usable_password", "password1", "password2"),
+                "fields": (
+                    "email",
+                    "name",
+                    "organization",
+                    "role",
+                    "is_staff",
+                    "usable_password",
+                    "password1",
+                    "password2",
+                ),
             },
         ),
     )
@@ -146,14 +155,24 @@ class ApiTokenAddForm(forms.ModelForm):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ("prefix", "name", "user", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_display = (
+        "prefix",
+        "name",
+        "user",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
     list_filter = ("revoked_at",)
     search_fields = ("name", "user__email", "prefix")
     actions = ("revoke",)
     exclude = ("token_hash",)
     readonly_fields = ("prefix", "created_at", "revoked_at", "last_used_at")
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if obj is None:
             kwargs["form"] = ApiTokenAddForm
         return super().get_form(request, obj, change, **kwargs)

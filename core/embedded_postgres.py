@@ -156,9 +156,7 @@ class EmbeddedPostgres:
         if not self.is_running():
             options = f"-k {shlex.quote(str(self.socket_dir))} -p {PORT}"
             try:
-                self._pg_ctl(
-                    "start", "-w", "-t", "60", "-l", str(self.log_file), "-o", options
-                )
+                self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file), "-o", options)
             except EmbeddedPostgresError as exc:
                 raise EmbeddedPostgresError(f"{exc}\n{self._log_tail()}") from exc
         self._create_database()
@@ -302,9 +300,7 @@ class EmbeddedPostgres:
             text = self.log_file.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
-        return "server log (" + str(self.log_file) + "):\n" + "\n".join(
-            text.splitlines()[-lines:]
-        )
+        return "server log (" + str(self.log_file) + "):\n" + "\n".join(text.splitlines()[-lines:])
 
     @contextlib.contextmanager
     def _exclusive(self, path: Path) -> Iterator[None]:

@@ -23,7 +23,7 @@ from audit.events import AuditEventType
 from audit.services import UNSET, Unset, audit_log_record
 from core.models import ApiToken, Organization, Role, User, normalize_email
 
-TOKEN_PREFIX = "alog_"
+TOKEN_PREFIX = "alog_"  # noqa: S105 - a marker, not a secret
 
 
 # --- organizations ----------------------------------------------------------------------
@@ -53,7 +53,14 @@ def organization_create(*, slug: str, name: str, plan: str) -> Organization:
     audit_log_record(
         organization=organization,
         event=AuditEventType.USER_REGISTERED,
-        details={"organization": {"id": organization.pk, "slug": slug, "name": organization.name, "plan": plan}},
+        details={
+            "organization": {
+                "id": organization.pk,
+                "slug": slug,
+                "name": organization.name,
+                "plan": plan,
+            }
+        },
     )
     return organization
 
@@ -109,7 +116,7 @@ def user_update(
     *,
     user: User,
     name: str | Unset = UNSET,
-    role: Role | None | Unset = UNSET,
+    role: Role | Unset | None = UNSET,
     is_active: bool | Unset = UNSET,
 ) -> User:
     """Change a user's profile or status; records USER_UPDATED with what changed."""
@@ -188,9 +195,7 @@ def role_create(*, organization: Organization, name: str, description: str = "")
 
 
 @transaction.atomic
-def role_update(
-    *, role: Role, name: str | Unset = UNSET, description: str | Unset = UNSET
-) -> Role:
+def role_update(*, role: Role, name: str | Unset = UNSET, description: str | Unset = UNSET) -> Role:
     changes: dict[str, dict[str, Any]] = {}
     if not isinstance(name, Unset) and name.strip() != role.name:
         name = name.strip()

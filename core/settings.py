@@ -91,10 +91,16 @@ TEMPLATES = [
 # --- database -----------------------------------------------------------------------------
 _database_url = os.environ.get("DATABASE_URL", "").strip()
 if _database_url:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", **database_from_url(_database_url)}}
+    DATABASES = {
+        "default": {"ENGINE": "django.db.backends.postgresql", **database_from_url(_database_url)}
+    }
 else:
     DATABASES = {
-        "default": {"ENGINE": "core.embedded_db", **embedded_postgres().connection_settings(), "OPTIONS": {}}
+        "default": {
+            "ENGINE": "core.embedded_db",
+            **embedded_postgres().connection_settings(),
+            "OPTIONS": {},
+        }
     }
 
 DATABASES["default"].update(

@@ -8,33 +8,162 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('core', '0001_initial'),
+        ("core", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditLog',
+            name="AuditLog",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('event', models.CharField(choices=[('USER_REGISTERED', 'A new organization was registered'), ('USER_LOGIN', 'A user signed in'), ('USER_CREATED', 'An admin created a user'), ('USER_UPDATED', "A user's profile or status changed"), ('USER_DELETED', 'A user was removed from the organization'), ('SESSION_STARTED', 'A session was created'), ('SESSION_STOPPED', 'A session was stopped by hand'), ('SESSION_EXTENDED', "A session's duration was extended"), ('SESSION_EXPIRED', 'A session expired on its own'), ('RESOURCE_CREATED', 'A cloud resource was added'), ('RESOURCE_UPDATED', 'A cloud resource was modified'), ('RESOURCE_DELETED', 'A cloud resource was removed'), ('CREDENTIAL_CREATED', 'A cloud credential was added'), ('CREDENTIAL_DELETED', 'A cloud credential was removed'), ('ROLE_CREATED', 'A role was created'), ('ROLE_UPDATED', 'A role was modified'), ('ROLE_DELETED', 'A role was removed')], max_length=32)),
-                ('actor_email', models.CharField(blank=True, help_text="The actor's email when it acted.", max_length=254, null=True)),
-                ('actor_name', models.CharField(blank=True, help_text="The actor's name when it acted.", max_length=150, null=True)),
-                ('ip', models.GenericIPAddressField(blank=True, help_text="The client's address.", null=True)),
-                ('details', models.JSONField(default=dict, help_text="A JSON object with the event's context.")),
-                ('time', models.DateTimeField(default=django.utils.timezone.now, help_text='When it happened (UTC).')),
-                ('actor', models.ForeignKey(blank=True, db_index=False, help_text='The acting user; cleared if the account is deleted (the snapshot stays).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='core.organization')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "event",
+                    models.CharField(
+                        choices=[
+                            ("USER_REGISTERED", "A new organization was registered"),
+                            ("USER_LOGIN", "A user signed in"),
+                            ("USER_CREATED", "An admin created a user"),
+                            ("USER_UPDATED", "A user's profile or status changed"),
+                            ("USER_DELETED", "A user was removed from the organization"),
+                            ("SESSION_STARTED", "A session was created"),
+                            ("SESSION_STOPPED", "A session was stopped by hand"),
+                            ("SESSION_EXTENDED", "A session's duration was extended"),
+                            ("SESSION_EXPIRED", "A session expired on its own"),
+                            ("RESOURCE_CREATED", "A cloud resource was added"),
+                            ("RESOURCE_UPDATED", "A cloud resource was modified"),
+                            ("RESOURCE_DELETED", "A cloud resource was removed"),
+                            ("CREDENTIAL_CREATED", "A cloud credential was added"),
+                            ("CREDENTIAL_DELETED", "A cloud credential was removed"),
+                            ("ROLE_CREATED", "A role was created"),
+                            ("ROLE_UPDATED", "A role was modified"),
+                            ("ROLE_DELETED", "A role was removed"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "actor_email",
+                    models.CharField(
+                        blank=True,
+                        help_text="The actor's email when it acted.",
+                        max_length=254,
+                        null=True,
+                    ),
+                ),
+                (
+                    "actor_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="The actor's name when it acted.",
+                        max_length=150,
+                        null=True,
+                    ),
+                ),
+                (
+                    "ip",
+                    models.GenericIPAddressField(
+                        blank=True, help_text="The client's address.", null=True
+                    ),
+                ),
+                (
+                    "details",
+                    models.JSONField(
+                        default=dict, help_text="A JSON object with the event's context."
+                    ),
+                ),
+                (
+                    "time",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, help_text="When it happened (UTC)."
+                    ),
+                ),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        help_text="The acting user; cleared if the account is deleted (the snapshot stays).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="core.organization",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'audit_log',
-                'ordering': ('-time', '-id'),
-                'indexes': [models.Index(fields=['organization', '-time', '-id'], name='audit_log_org_time'), models.Index(fields=['organization', 'event', '-time', '-id'], name='audit_log_org_event_time'), models.Index(fields=['organization', 'actor_email', '-time', '-id'], name='audit_log_org_email_time'), models.Index(condition=models.Q(('actor__isnull', False)), fields=['actor'], name='audit_log_actor')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('event__in', ['USER_REGISTERED', 'USER_LOGIN', 'USER_CREATED', 'USER_UPDATED', 'USER_DELETED', 'SESSION_STARTED', 'SESSION_STOPPED', 'SESSION_EXTENDED', 'SESSION_EXPIRED', 'RESOURCE_CREATED', 'RESOURCE_UPDATED', 'RESOURCE_DELETED', 'CREDENTIAL_CREATED', 'CREDENTIAL_DELETED', 'ROLE_CREATED', 'ROLE_UPDATED', 'ROLE_DELETED'])), name='audit_log_event_known'), models.CheckConstraint(condition=django.db.models.lookups.Exact(models.Func(models.F('details'), function='jsonb_typeof', output_field=models.TextField()), models.Value('object')), name='audit_log_details_object')],
+                "db_table": "audit_log",
+                "ordering": ("-time", "-id"),
+                "indexes": [
+                    models.Index(
+                        fields=["organization", "-time", "-id"], name="audit_log_org_time"
+                    ),
+                    models.Index(
+                        fields=["organization", "event", "-time", "-id"],
+                        name="audit_log_org_event_time",
+                    ),
+                    models.Index(
+                        fields=["organization", "actor_email", "-time", "-id"],
+                        name="audit_log_org_email_time",
+                    ),
+                    models.Index(
+                        condition=models.Q(("actor__isnull", False)),
+                        fields=["actor"],
+                        name="audit_log_actor",
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "event__in",
+                                [
+                                    "USER_REGISTERED",
+                                    "USER_LOGIN",
+                                    "USER_CREATED",
+                                    "USER_UPDATED",
+                                    "USER_DELETED",
+                                    "SESSION_STARTED",
+                                    "SESSION_STOPPED",
+                                    "SESSION_EXTENDED",
+                                    "SESSION_EXPIRED",
+                                    "RESOURCE_CREATED",
+                                    "RESOURCE_UPDATED",
+                                    "RESOURCE_DELETED",
+                                    "CREDENTIAL_CREATED",
+                                    "CREDENTIAL_DELETED",
+                                    "ROLE_CREATED",
+                                    "ROLE_UPDATED",
+                                    "ROLE_DELETED",
+                                ],
+                            )
+                        ),
+                        name="audit_log_event_known",
+                    ),
+                    models.CheckConstraint(
+                        condition=django.db.models.lookups.Exact(
+                            models.Func(
+                                models.F("details"),
+                                function="jsonb_typeof",
+                                output_field=models.TextField(),
+                            ),
+                            models.Value("object"),
+                        ),
+                        name="audit_log_details_object",
+                    ),
+                ],
             },
         ),
     ]

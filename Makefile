@@ -1,0 +1,48 @@
+# Set-up and day-to-day commands. `make run` and `make test` are all a fresh machine needs
+# (Python 3.11+ and make); every target installs what it uses into .venv first.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
+
+# Tests never use a real secret; production must set its own SECRET_KEY.
+TEST_ENV := SECRET_KEY=test-only-not-secret DEBUG=0
+
+.PHONY: install run test lint typecheck check lock clean-data
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || \
+		{ echo "Python 3.11 or newer is required ($(PYTHON) is $$($(PYTHON) --version 2>&1)); try make PYTHON=python3.12"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	@rm -f $(VENV)/.installed-* && touch $@
+
+## Serve on http://$(HOST):$(PORT)/ (default 127.0.0.1:8000) with migrations and demo data.
+run: install
+	DEBUG=$${DEBUG:-1} $(PY) manage.py serve --migrate --seed-demo-if-empty
+
+## The test suite, on the embedded PostgreSQL or on DATABASE_URL when set.
+test: install
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: install
+	$(TEST_ENV) $(PY) -m mypy .
+
+check: lint typecheck
+
+## Re-pin dependencies after editing pyproject.toml (universal lock for Python 3.11-3.13).
+lock: install
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--generate-hashes --no-header -o requirements.lock
+
+## Stop nothing, delete the embedded database (it is recreated on next use).
+clean-data:
+	rm -rf .data

@@ -1,0 +1,135 @@
+"""Parsing and validating JSONL audit events for ``manage.py import_audit_events``.
+
+One JSON object per line::
+
+    {"event": "USER_LOGIN", "user_email": "a@acme.test", "ip": "203.0.113.5",
+     "details": {...}, "time": "2026-01-31T12:00:00Z"}
+
+``event`` and ``time`` (ISO 8601 with a timezone) are required; ``user_email``,
+``user_name``, ``ip`` and ``details`` (an object) are optional. Blank lines are skipped.
+Unknown fields are errors, so that a misspelt field is not silently dropped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import IO, Any
+
+from audit.events import AuditEventType
+from audit.services import AuditEntryDraft
+
+ALLOWED_FIELDS = frozenset({"event", "time", "user_email", "user_name", "ip", "details"})
+_EVENTS = frozenset(AuditEventType.values)
+
+
+class ImportLineError(ValueError):
+    def __init__(self, line_number: int, message: str) -> None:
+        super().__init__(f"line {line_number}: {message}")
+        self.line_number = line_number
+        self.message = message
+
+
+def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
+    """The draft for one line, None for a blank line; ImportLineError when invalid."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ImportLineError(line_number, "not valid UTF-8") from None
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportLineError(
+            line_number, f"invalid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ImportLineError(line_number, "each line must be a JSON object")
+    unknown = set(data) - ALLOWED_FIELDS
+    if unknown:
+        raise ImportLineError(line_number, f"unknown field(s): {', '.join(sorted(unknown))}")
+    return AuditEntryDraft(
+        event=_event(data, line_number),
+        time=_time(data, line_number),
+        user_email=_optional_text(data, "user_email", 254, line_number),
+        user_name=_optional_text(data, "user_name", 150, line_number),
+        ip=_ip(data, line_number),
+        details=_details(data, line_number),
+    )
+
+
+def iter_drafts(stream: IO[bytes]) -> Iterator[AuditEntryDraft]:
+    """Every draft of a file, in file order; raises ImportLineError at the first bad line."""
+    for number, raw in enumerate(stream, 1):
+        draft = parse_line(raw, number)
+        if draft is not None:
+            yield draft
+
+
+def _event(data: dict[str, Any], n: int) -> str:
+    event = data.get("event")
+    if event is None:
+        raise ImportLineError(n, "missing field 'event'")
+    if event not in _EVENTS:
+        raise ImportLineError(n, f"unknown event {event!r}")
+    return str(event)
+
+
+def _time(data: dict[str, Any], n: int) -> datetime:
+    raw = data.get("time")
+    if raw is None:
+        raise ImportLineError(n, "missing field 'time'")
+    if not isinstance(raw, str):
+        raise ImportLineError(n, "time must be an ISO 8601 string")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ImportLineError(
+            n, f"invalid time {raw!r} (expected ISO 8601, e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise ImportLineError(
+            n, f"time {raw!r} has no timezone (add Z or an offset such as +02:00)"
+        )
+    return value
+
+
+def _optional_text(data: dict[str, Any], field: str, max_length: int, n: int) -> str | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ImportLineError(n, f"{field} must be a string")
+    value = value.strip()
+    if len(value) > max_length:
+        raise ImportLineError(n, f"{field} is longer than {max_length} characters")
+    if field == "user_email" and value and "@" not in value:
+        raise ImportLineError(n, f"user_email {value!r} is not an email address")
+    return value or None
+
+
+def _ip(data: dict[str, Any], n: int) -> str | None:
+    value = data.get("ip")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ImportLineError(n, "ip must be a string")
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ImportLineError(n, f"invalid ip {value!r}") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def _details(data: dict[str, Any], n: int) -> dict[str, Any]:
+    value = data.get("details")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ImportLineError(n, "details must be a JSON object")
+    return value

@@ -1,0 +1,55 @@
+"""manage.py serve [--host H] [--port P] [--workers N] [--migrate] [--seed-demo-if-empty]
+
+Runs the ASGI app under uvicorn. ``make run`` uses ``--migrate --seed-demo-if-empty``.
+Proxy headers are left to TRUSTED_PROXIES (core/client_ip.py), never to uvicorn.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import connections
+
+
+class Command(BaseCommand):
+    help = "Serve the app with uvicorn (HOST/PORT from the environment by default)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument(
+            "--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1"))
+        )
+        parser.add_argument("--migrate", action="store_true", help="Apply migrations first.")
+        parser.add_argument(
+            "--seed-demo-if-empty", action="store_true", help="Run seed_demo --if-empty first."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["migrate"]:
+            call_command("migrate", interactive=False, verbosity=1)
+        if options["seed_demo_if_empty"]:
+            call_command("seed_demo", if_empty=True)
+        for connection in connections.all(initialized_only=True):
+            connection.close()
+            close_pool = getattr(connection, "close_pool", None)
+            if close_pool is not None:
+                close_pool()
+        self.stdout.write(
+            f"Serving on http://{options['host']}:{options['port']}/ "
+            f"(admin at /admin/, DEBUG={'on' if settings.DEBUG else 'off'}). Ctrl-C stops."
+        )
+        uvicorn.run(
+            "core.asgi:application",
+            host=options["host"],
+            port=options["port"],
+            workers=options["workers"],
+            proxy_headers=False,
+            lifespan="off",
+            log_level=os.environ.get("LOG_LEVEL", "info").lower(),
+        )

@@ -1,0 +1,29 @@
+"""The event vocabulary is the product's contract: pinned here, value by value."""
+
+from audit.events import EVENT_MAX_LENGTH, AuditEventType
+from audit.models import AuditLog
+
+PRODUCT_EVENT_TYPES = {
+    "USER_REGISTERED", "USER_LOGIN", "USER_CREATED", "USER_UPDATED", "USER_DELETED",
+    "SESSION_STARTED", "SESSION_STOPPED", "SESSION_EXTENDED", "SESSION_EXPIRED",
+    "RESOURCE_CREATED", "RESOURCE_UPDATED", "RESOURCE_DELETED",
+    "CREDENTIAL_CREATED", "CREDENTIAL_DELETED",
+    "ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED",
+}  # fmt: skip
+
+
+def test_vocabulary_is_exactly_the_products_seventeen_types() -> None:
+    assert set(AuditEventType.values) == PRODUCT_EVENT_TYPES
+    assert len(AuditEventType.values) == 17
+
+
+def test_every_type_has_a_description() -> None:
+    for event in AuditEventType:
+        assert event.label and event.label != event.value.replace("_", " ").title()
+
+
+def test_column_fits_every_value_and_the_model_uses_the_vocabulary() -> None:
+    assert max(len(v) for v in AuditEventType.values) <= EVENT_MAX_LENGTH
+    field = AuditLog._meta.get_field("event")
+    assert field.max_length == EVENT_MAX_LENGTH
+    assert {value for value, _ in field.choices} == PRODUCT_EVENT_TYPES  # type: ignore[misc,union-attr]
