@@ -1,0 +1,75 @@
+"""The Django admin shows audit entries but cannot add, change or delete them."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from audit.events import AuditEventType
+from audit.models import AuditLog
+from audit.services import audit_log_record
+from core.models import Organization, User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(db: None) -> User:
+    return User.objects.create_superuser("ops@example.test", "an-operator-password")
+
+
+@pytest.fixture
+def entry(paid_org: Organization, admin: User) -> AuditLog:
+    return audit_log_record(organization=paid_org, event=AuditEventType.USER_LOGIN, actor=admin)
+
+
+def test_changelist_lists_filters_and_searches(
+    client: Client, operator: User, entry: AuditLog
+) -> None:
+    client.force_login(operator)
+    response = client.get("/admin/audit/auditlog/")
+    assert response.status_code == 200 and entry.actor_email in response.content.decode()
+    filtered = client.get("/admin/audit/auditlog/", {"event": "USER_LOGIN", "q": entry.actor_email})
+    assert filtered.status_code == 200 and entry.actor_email in filtered.content.decode()
+    empty = client.get("/admin/audit/auditlog/", {"event": "ROLE_DELETED"})
+    assert entry.actor_email not in empty.content.decode()
+
+
+def test_no_add_change_or_delete(client: Client, operator: User, entry: AuditLog) -> None:
+    client.force_login(operator)
+    assert client.get("/admin/audit/auditlog/add/").status_code == 403
+    detail = client.get(f"/admin/audit/auditlog/{entry.pk}/change/")
+    assert detail.status_code == 200
+    assert 'name="_save"' not in detail.content.decode()  # read-only view
+    post = client.post(f"/admin/audit/auditlog/{entry.pk}/change/", {"event": "USER_DELETED"})
+    assert post.status_code == 403
+    assert (
+        client.post(f"/admin/audit/auditlog/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    )
+    bulk = client.post(
+        "/admin/audit/auditlog/",
+        {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"},
+    )
+    assert bulk.status_code in (200, 302)
+    entry.refresh_from_db()
+    assert entry.event == AuditEventType.USER_LOGIN
+    assert AuditLog.objects.filter(pk=entry.pk).exists()
+
+
+def test_token_secrets_are_never_shown(client: Client, operator: User, admin: User) -> None:
+    from core.services import api_token_create
+
+    token, secret = api_token_create(user=admin, name="ci")
+    client.force_login(operator)
+    page = client.get(f"/admin/core/apitoken/{token.pk}/change/").content.decode()
+    assert token.token_hash not in page and secret not in page and token.prefix in page
+
+
+def test_admin_created_token_is_shown_once(client: Client, operator: User, admin: User) -> None:
+    client.force_login(operator)
+    response = client.post(
+        "/admin/core/apitoken/add/", {"user": admin.pk, "name": "from admin"}, follow=True
+    )
+    assert response.status_code == 200
+    assert "will not be shown again: alog_" in response.content.decode()
+    assert admin.api_tokens.count() == 1

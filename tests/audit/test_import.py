@@ -1,0 +1,109 @@
+"""import_audit_events: validates the whole file first; imports all or nothing, in order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from audit.models import AuditLog
+from core.models import Organization, User
+
+pytestmark = pytest.mark.django_db
+
+GOOD = [
+    {"event": "USER_LOGIN", "user_email": "Member@Acme.test", "ip": "203.0.113.5",
+     "details": {"method": "sso"}, "time": "2026-01-31T12:00:00Z"},
+    {"event": "SESSION_EXPIRED", "time": "2026-01-31T13:00:00+02:00"},
+    {"event": "RESOURCE_CREATED", "user_email": "gone@acme.test", "user_name": "Gone",
+     "ip": "2001:db8::1", "time": "2026-01-30T00:00:00Z"},
+]  # fmt: skip
+
+
+def write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("import_audit_events", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_import_keeps_file_order_and_resolves_members(
+    tmp_path: Path, paid_org: Organization, make_user: Callable[..., User]
+) -> None:
+    member = make_user(paid_org, email="member@acme.test", name="Mem")
+    path = write(tmp_path, [json.dumps(e) for e in GOOD] + [""])
+    before = AuditLog.objects.count()
+    out, _ = run(paid_org.slug, str(path))
+    assert "Imported 3 events" in out
+    entries = list(AuditLog.objects.filter(pk__gt=0).order_by("id")[before:])
+    assert [e.event for e in entries] == ["USER_LOGIN", "SESSION_EXPIRED", "RESOURCE_CREATED"]
+    login, expired, created = entries
+    assert login.actor == member and login.actor_email == "member@acme.test"
+    assert login.actor_name == "Mem" and login.details == {"method": "sso"}
+    assert login.ip == "203.0.113.5" and login.time.isoformat() == "2026-01-31T12:00:00+00:00"
+    assert expired.actor is None and expired.actor_email is None and expired.details == {}
+    assert expired.time.isoformat() == "2026-01-31T11:00:00+00:00"
+    # Not a member: the snapshot is kept, without a link.
+    assert created.actor is None and created.actor_email == "gone@acme.test"
+    assert created.actor_name == "Gone" and created.ip == "2001:db8::1"
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        ('{"event": "NOPE", "time": "2026-01-01T00:00:00Z"}', "unknown event 'NOPE'"),
+        (
+            '{"event": "USER_LOGIN", "time": "2026-01-01T00:00:00Z", "ip": "300.1.1.1"}',
+            "invalid ip",
+        ),
+        ('{"event": "USER_LOGIN", "time": "yesterday"}', "invalid time"),
+        ('{"event": "USER_LOGIN", "time": "2026-01-01T00:00:00"}', "no timezone"),
+        ('{"event": "USER_LOGIN"}', "missing field 'time'"),
+        (
+            '{"event": "USER_LOGIN", "time": "2026-01-01T00:00:00Z", "details": [1]}',
+            "details must be a JSON object",
+        ),
+        (
+            '{"event": "USER_LOGIN", "time": "2026-01-01T00:00:00Z", "usr_email": "a@b.c"}',
+            "unknown field",
+        ),
+        ('["USER_LOGIN"]', "each line must be a JSON object"),
+    ],
+)
+def test_an_invalid_line_is_reported_with_its_number_and_nothing_is_imported(
+    tmp_path: Path, paid_org: Organization, bad_line: str, message: str
+) -> None:
+    lines = [json.dumps(GOOD[0]), json.dumps(GOOD[1]), bad_line, json.dumps(GOOD[2])]
+    path = write(tmp_path, lines)
+    before = AuditLog.objects.count()
+    err = StringIO()
+    with pytest.raises(CommandError, match="line 3"):
+        call_command("import_audit_events", paid_org.slug, str(path), stdout=StringIO(), stderr=err)
+    reported = err.getvalue()
+    assert "line 3: " in reported and message in reported.split("line 3: ", 1)[1]
+    assert AuditLog.objects.count() == before
+
+
+def test_every_bad_line_is_reported(tmp_path: Path, paid_org: Organization) -> None:
+    path = write(tmp_path, ["{", json.dumps(GOOD[0]), "[]", "{"])
+    err = StringIO()
+    with pytest.raises(CommandError, match="3 invalid line"):
+        call_command("import_audit_events", paid_org.slug, str(path), stdout=StringIO(), stderr=err)
+    assert [f"line {n}:" in err.getvalue() for n in (1, 3, 4)] == [True, True, True]
+
+
+def test_unknown_org_and_missing_file(tmp_path: Path, paid_org: Organization) -> None:
+    with pytest.raises(CommandError, match="no organization with slug 'ghost'"):
+        run("ghost", str(write(tmp_path, [json.dumps(GOOD[0])])))
+    with pytest.raises(CommandError, match="no such file"):
+        run(paid_org.slug, str(tmp_path / "missing.jsonl"))

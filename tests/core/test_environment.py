@@ -1,0 +1,67 @@
+"""Settings from the environment: parsing, and a clear error without SECRET_KEY."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from core.environment import database_from_url, env_bool, env_networks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_database_url_with_host_port_and_options() -> None:
+    db = database_from_url("postgres://app:p%40ss@db.internal:6432/audit?sslmode=require")
+    assert db == {
+        "NAME": "audit",
+        "USER": "app",
+        "PASSWORD": "p@ss",
+        "HOST": "db.internal",
+        "PORT": 6432,
+        "OPTIONS": {"sslmode": "require"},
+    }
+
+
+def test_database_url_with_unix_socket() -> None:
+    assert (
+        database_from_url("postgresql:///audit?host=/run/postgresql")["HOST"] == "/run/postgresql"
+    )
+    assert database_from_url("postgresql://%2Frun%2Fpg/audit")["HOST"] == "/run/pg"
+
+
+@pytest.mark.parametrize("url", ["sqlite:///db.sqlite3", "mysql://x/y", "postgres://host/"])
+def test_database_url_rejects_other_engines_and_missing_names(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured):
+        database_from_url(url)
+
+
+def test_env_bool_and_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLAG", "yes")
+    assert env_bool("FLAG", False) is True
+    monkeypatch.setenv("FLAG", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="FLAG"):
+        env_bool("FLAG", False)
+    monkeypatch.setenv("NETS", "10.0.0.0/8, 192.0.2.1, 2001:db8::/32")
+    assert [str(n) for n in env_networks("NETS")] == ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]
+    monkeypatch.setenv("NETS", "10.0.0.0/8,bogus")
+    with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES|NETS"):
+        env_networks("NETS")
+
+
+def test_missing_secret_key_with_debug_off_is_a_clear_startup_error() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**env, "DEBUG": "0"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
