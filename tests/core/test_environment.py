@@ -49,7 +49,7 @@ def test_env_bool_and_networks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NETS", "10.0.0.0/8, 192.0.2.1, 2001:db8::/32")
     assert [str(n) for n in env_networks("NETS")] == ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]
     monkeypatch.setenv("NETS", "10.0.0.0/8,bogus")
-    with pytest.raises(ImproperlyConfigured, match="TRUSTED_PROXIES|NETS"):
+    with pytest.raises(ImproperlyConfigured, match="NETS"):
         env_networks("NETS")
 
 
