@@ -9,10 +9,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
 django_application = get_asgi_application()
 
 from django.conf import settings  # noqa: E402 - settings are ready only after the line above
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
-if settings.SERVE_STATIC:
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    application = ASGIStaticFilesHandler(django_application)
-else:
-    application = django_application
+application: ASGIHandler | ASGIStaticFilesHandler = (
+    ASGIStaticFilesHandler(django_application) if settings.SERVE_STATIC else django_application
+)

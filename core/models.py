@@ -6,7 +6,7 @@ same transaction; the models hold data and invariants only.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
@@ -58,7 +58,13 @@ class Role(models.Model):
         return self.name
 
 
-class UserManager(BaseUserManager):
+if TYPE_CHECKING:
+    _UserManagerBase = BaseUserManager["User"]
+else:
+    _UserManagerBase = BaseUserManager
+
+
+class UserManager(_UserManagerBase):
     def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
         user = self.model(email=normalize_email(email), **fields)
         user.set_password(password)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,9 @@ def paid_org(make_org: Callable[..., Organization]) -> Organization:
 @pytest.fixture
 def admin(paid_org: Organization, make_user: Callable[..., User]) -> User:
     return make_user(paid_org, admin=True, name="Ada Admin", password="a-long-test-password")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # Password strength is Django's business; tests only need hashing to round-trip.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

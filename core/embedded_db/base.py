@@ -16,8 +16,9 @@ def _close_all_connections() -> None:
     # connections end cleanly instead of being cut off by the shutdown.
     for connection in connections.all(initialized_only=True):
         connection.close()
-        if isinstance(connection, base.DatabaseWrapper):
-            connection.close_pool()
+        close_pool = getattr(connection, "close_pool", None)  # PostgreSQL backends only
+        if close_pool is not None:
+            close_pool()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

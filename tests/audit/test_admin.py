@@ -27,6 +27,7 @@ def test_changelist_lists_filters_and_searches(
     client: Client, operator: User, entry: AuditLog
 ) -> None:
     client.force_login(operator)
+    assert entry.actor_email is not None
     response = client.get("/admin/audit/auditlog/")
     assert response.status_code == 200 and entry.actor_email in response.content.decode()
     filtered = client.get("/admin/audit/auditlog/", {"event": "USER_LOGIN", "q": entry.actor_email})
@@ -73,3 +74,60 @@ def test_admin_created_token_is_shown_once(client: Client, operator: User, admin
     assert response.status_code == 200
     assert "will not be shown again: alog_" in response.content.decode()
     assert admin.api_tokens.count() == 1
+
+
+def test_user_changes_in_the_admin_are_audited(
+    client: Client, operator: User, paid_org: Organization, admin: User
+) -> None:
+    client.force_login(operator)
+    member_role = paid_org.roles.get(name="Member")
+    response = client.post(
+        "/admin/core/user/add/",
+        {
+            "email": "new@example.test",
+            "name": "New",
+            "organization": paid_org.pk,
+            "role": member_role.pk,
+            "usable_password": "true",
+            "password1": "a-strong-password-42",
+            "password2": "a-strong-password-42",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    user = User.objects.get(email="new@example.test")
+    assert user.check_password("a-strong-password-42") and user.role == member_role
+    created = AuditLog.objects.get(event=AuditEventType.USER_CREATED, details__user__id=user.pk)
+    assert created.actor == operator and created.organization == paid_org
+
+    page = client.get(f"/admin/core/user/{user.pk}/change/")
+    assert page.status_code == 200
+    form = page.context["adminform"].form
+    data = {
+        k: v
+        for k, v in form.initial.items()
+        if v is not None
+        and k
+        not in (
+            "password",
+            "groups",
+            "user_permissions",
+            "last_login",
+            "date_joined",
+            "organization",
+        )
+    }
+    data.update({"name": "Renamed", "role": member_role.pk, "is_active": "on"})
+    response = client.post(f"/admin/core/user/{user.pk}/change/", data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    updated = AuditLog.objects.get(event=AuditEventType.USER_UPDATED, details__user__id=user.pk)
+    assert updated.details["changes"] == {"name": {"from": "New", "to": "Renamed"}}
+
+    response = client.post(f"/admin/core/user/{user.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert (
+        AuditLog.objects.filter(
+            event=AuditEventType.USER_DELETED, details__user__id=user.pk
+        ).count()
+        == 1
+    )

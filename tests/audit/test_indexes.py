@@ -66,7 +66,7 @@ PAGE = "SELECT * FROM audit_log WHERE organization_id = %s {where} ORDER BY time
 COUNT = "SELECT count(*) FROM audit_log WHERE organization_id = %s {where}"
 MID = START + timedelta(days=120)
 
-SHAPES = [
+SHAPES: list[tuple[str, str, str, list[Any], str | None]] = [
     ("page, no filter", PAGE, "", [], "audit_log_org_time"),
     ("page, event type", PAGE, "AND event = %s", ["ROLE_CREATED"], "audit_log_org_event_time"),
     (

@@ -43,6 +43,7 @@ def test_committed_action_has_exactly_one_entry_with_actor_ip_details(
     assert entry.actor == admin
     assert entry.actor_email == admin.email
     assert entry.actor_name == "Ada Admin"
+    assert entry.ip is not None
     assert ipaddress.ip_address(entry.ip) == ipaddress.ip_address("203.0.113.7")
     assert entry.details == {"role": {"id": role.pk, "name": "Auditor", "is_admin": False}}
 
