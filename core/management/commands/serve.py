@@ -13,7 +13,8 @@ import uvicorn
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import connections
+
+from core.database import close_all_connections
 
 
 class Command(BaseCommand):
@@ -35,11 +36,7 @@ class Command(BaseCommand):
             call_command("migrate", interactive=False, verbosity=1)
         if options["seed_demo_if_empty"]:
             call_command("seed_demo", if_empty=True)
-        for connection in connections.all(initialized_only=True):
-            connection.close()
-            close_pool = getattr(connection, "close_pool", None)
-            if close_pool is not None:
-                close_pool()
+        close_all_connections()  # workers open their own; don't hold these while serving
         self.stdout.write(
             f"Serving on http://{options['host']}:{options['port']}/ "
             f"(admin at /admin/, DEBUG={'on' if settings.DEBUG else 'off'}). Ctrl-C stops."
