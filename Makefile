@@ -43,6 +43,6 @@ lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes --no-header -o requirements.lock
 
-## Stop nothing, delete the embedded database (it is recreated on next use).
+## Delete the embedded database (stop `make run` first; it is recreated on next use).
 clean-data:
 	rm -rf .data

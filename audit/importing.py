@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from audit.events import AuditEventType
 from audit.services import AuditEntryDraft
+from core.client_ip import unmap_ipv4
 
 ALLOWED_FIELDS = frozenset({"event", "time", "user_email", "user_name", "ip", "details"})
 _EVENTS = frozenset(AuditEventType.values)
@@ -118,12 +119,9 @@ def _ip(data: dict[str, Any], n: int) -> str | None:
     if not isinstance(value, str):
         raise ImportLineError(n, "ip must be a string")
     try:
-        address = ipaddress.ip_address(value.strip())
+        return str(unmap_ipv4(ipaddress.ip_address(value.strip())))
     except ValueError:
         raise ImportLineError(n, f"invalid ip {value!r}") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
 
 
 def _details(data: dict[str, Any], n: int) -> dict[str, Any]:

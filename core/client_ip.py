@@ -28,9 +28,13 @@ def parse_ip(value: str) -> IPAddress | None:
     if "%" in text:  # zone index (fe80::1%eth0)
         text = text.split("%", 1)[0]
     try:
-        address = ipaddress.ip_address(text)
+        return unmap_ipv4(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def unmap_ipv4(address: IPAddress) -> IPAddress:
+    """``::ffff:1.2.3.4`` (a dual-stack socket's view of an IPv4 client) as ``1.2.3.4``."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
