@@ -3,15 +3,28 @@ filters of the auditLogs API and fixes the order (newest first: ``time`` DESC, `
 
 Every read of audit data goes through here, so that no caller can forget the
 organization: it is a required argument, not a filter.
+
+Pages are keyset pages: a position is an entry's ``(time, id)``, and a page is the run of
+entries strictly after (older than) or before (newer than) a position, read from the index
+with a row comparison. There is no OFFSET anywhere, so a page 10,000 deep costs what the
+first page costs, and entries inserted while a client pages never shift what it sees.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Exists, F, Func, IntegerField, QuerySet, Subquery
+from django.db.models.fields.tuple_lookups import (
+    Tuple,
+    TupleGreaterThan,
+    TupleGreaterThanOrEqual,
+    TupleLessThan,
+    TupleLessThanOrEqual,
+)
 
 from audit.events import AuditEventType
 from audit.models import AuditLog
@@ -19,6 +32,8 @@ from core.models import Organization
 
 ORDER = ("-time", "-id")
 USER_EMAIL_MAX_LENGTH = 254
+PAGE_SIZE_MAX = 100
+PAGE_SIZE_DEFAULT = 50
 
 
 @dataclass(frozen=True)
@@ -43,13 +58,17 @@ class AuditLogFilter:
     ) -> AuditLogFilter:
         """Combine and check raw filter values; ValueError says what is wrong."""
         chosen: set[AuditEventType] | None = None
+        if event_types is not None and not list(event_types):
+            raise ValueError(
+                "eventTypes must name at least one event type; omit it (or pass null) for all events"
+            )
         if event_type is not None or event_types is not None:
             chosen = {AuditEventType(e) for e in (event_types or ())}
             if event_type is not None:
                 chosen.add(AuditEventType(event_type))
-        email = user_email.strip() if user_email is not None else None
-        if email is not None and len(email) > USER_EMAIL_MAX_LENGTH:
+        if user_email is not None and len(user_email) > USER_EMAIL_MAX_LENGTH:
             raise ValueError(f"userEmail must be at most {USER_EMAIL_MAX_LENGTH} characters")
+        email = user_email.strip() if user_email is not None else None
         if time_from is not None and time_to is not None and time_from > time_to:
             raise ValueError("from must not be after to")
         return cls(
@@ -86,3 +105,124 @@ def audit_log_list(
 def audit_log_count(*, organization: Organization, filters: AuditLogFilter | None = None) -> int:
     """How many entries ``audit_log_list`` would return (exact)."""
     return audit_log_list(organization=organization, filters=filters).order_by().count()
+
+
+@dataclass(frozen=True, order=True)
+class AuditLogPosition:
+    """Where an entry sits in the newest-first order; what a cursor points at."""
+
+    time: datetime
+    id: int
+
+    @classmethod
+    def of(cls, entry: AuditLog) -> AuditLogPosition:
+        return cls(time=entry.time, id=entry.pk)
+
+
+@dataclass(frozen=True)
+class AuditLogPage:
+    """One page, newest first, with the Relay page flags. ``total_count`` is the number of
+    entries matching the filter (cursors ignored); None when it was not asked for."""
+
+    entries: list[AuditLog]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: int | None = None
+
+
+def _key() -> Tuple:
+    return Tuple(F("time"), F("id"))
+
+
+def _count_of(queryset: QuerySet[AuditLog]) -> Subquery:
+    # An uncorrelated scalar subquery: PostgreSQL runs it once, in the same statement (and
+    # so the same snapshot) as the page it is attached to.
+    return Subquery(
+        queryset.order_by()
+        .annotate(n=Func(template="count(*)", output_field=IntegerField()))
+        .values("n"),
+        output_field=IntegerField(),
+    )
+
+
+def audit_log_page(
+    *,
+    organization: Organization,
+    filters: AuditLogFilter | None = None,
+    first: int | None = None,
+    after: AuditLogPosition | None = None,
+    last: int | None = None,
+    before: AuditLogPosition | None = None,
+    with_total: bool = False,
+    prepare: Callable[[QuerySet[AuditLog]], QuerySet[AuditLog]] | None = None,
+) -> AuditLogPage:
+    """A keyset page of the organization's entries matching ``filters``, per the Relay
+    connection algorithm: the entries strictly older than ``after`` and newer than
+    ``before``, then the newest ``first`` of them, then the oldest ``last`` of those.
+    Without ``first`` and ``last``, ``first`` is PAGE_SIZE_DEFAULT.
+
+    ``has_previous_page`` / ``has_next_page`` are exact at both ends: besides the entry
+    beyond the page, they also look past ``after`` / ``before`` for a matching entry.
+    ``prepare`` may narrow the page's queryset (columns to load); it must not filter.
+
+    One SQL statement: the page, with the total and the look past the cursor attached as
+    subqueries (a second, single-row statement only when the page is empty).
+    """
+    for name, size in (("first", first), ("last", last)):
+        if size is not None and not 0 <= size <= PAGE_SIZE_MAX:
+            raise ValueError(f"{name} must be between 0 and {PAGE_SIZE_MAX}")
+    matching = audit_log_list(organization=organization, filters=filters)
+    window = matching
+    if after is not None:
+        window = window.filter(TupleLessThan(_key(), (after.time, after.id)))
+    if before is not None:
+        window = window.filter(TupleGreaterThan(_key(), (before.time, before.id)))
+
+    forward = first is not None or last is None
+    size = (first if first is not None else PAGE_SIZE_DEFAULT) if forward else last
+    assert size is not None
+    page = window if forward else window.order_by("time", "id")
+    if prepare is not None:
+        page = prepare(page)
+
+    extras: dict[str, Any] = {}
+    if with_total:
+        extras["audit_total"] = _count_of(matching)
+    # Is there a matching entry on the far side of the cursor the page starts from?
+    if forward and after is not None:
+        extras["audit_beyond"] = Exists(
+            matching.filter(TupleGreaterThanOrEqual(_key(), (after.time, after.id)))
+        )
+    elif not forward and before is not None:
+        extras["audit_beyond"] = Exists(
+            matching.filter(TupleLessThanOrEqual(_key(), (before.time, before.id)))
+        )
+
+    rows = list(page.annotate(**extras)[: size + 1]) if extras else list(page[: size + 1])
+    if rows:
+        summary = {name: getattr(rows[0], name) for name in extras}
+    elif extras:
+        summary = (
+            Organization.objects.filter(pk=organization.pk).annotate(**extras).values(*extras).get()
+        )
+    else:
+        summary = {}
+    beyond = bool(summary.get("audit_beyond", False))
+    more = len(rows) > size
+    rows = rows[:size]
+
+    if forward:
+        has_next, has_previous = more, beyond
+        if last is not None and len(rows) > last:
+            rows = rows[len(rows) - last :]
+            has_previous = True
+    else:
+        has_next, has_previous = beyond, more
+        rows.reverse()
+
+    return AuditLogPage(
+        entries=rows,
+        has_next_page=has_next,
+        has_previous_page=has_previous,
+        total_count=summary["audit_total"] if with_total else None,
+    )

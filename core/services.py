@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email, validate_slug
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from audit.events import AuditEventType
@@ -269,3 +269,22 @@ def api_token_revoke(*, token: ApiToken) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+# How often a token's last use is written: at most once per interval, so that a busy
+# integration does not turn every read into a write.
+API_TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+
+def api_token_record_use(*, token: ApiToken, now: datetime | None = None) -> bool:
+    """Note that ``token`` was just used, unless that was already noted within
+    API_TOKEN_LAST_USED_RESOLUTION. One conditional UPDATE, so concurrent requests write at
+    most once per interval. Returns whether it wrote."""
+    now = now or timezone.now()
+    if token.last_used_at is not None and now - token.last_used_at < API_TOKEN_LAST_USED_RESOLUTION:
+        return False
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - API_TOKEN_LAST_USED_RESOLUTION)
+    written = ApiToken.objects.filter(stale, pk=token.pk).update(last_used_at=now)
+    if written:
+        token.last_used_at = now
+    return bool(written)

@@ -126,7 +126,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+AUTHENTICATION_BACKENDS = ["core.backends.UserBackend"]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/graphql/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -148,6 +151,14 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# --- GraphQL ------------------------------------------------------------------------------
+# Cost limits for every GraphQL document (README, "Limits"); beyond them, BAD_USER_INPUT.
+GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10, minimum=1)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 15, minimum=0)
+GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000, minimum=100)
+# The in-browser IDE at GET /graphql/ (its page loads GraphiQL from a public CDN).
+GRAPHIQL = env_bool("GRAPHIQL", True)
 
 # --- logging ------------------------------------------------------------------------------
 LOGGING = {

@@ -1,8 +1,21 @@
-"""URL routes: the Django admin (operators). The GraphQL endpoint joins at /graphql/."""
+"""URL routes: the GraphQL API (/graphql/), sign-in for the browser and GraphiQL
+(/accounts/), and the Django admin for operators (/admin/)."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
+from django.views.generic import RedirectView
+
+from graphql_api.views import graphql_view
 
 urlpatterns = [
+    path("", RedirectView.as_view(url="/graphql/", permanent=False)),
+    path("graphql/", graphql_view, name="graphql"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -74,7 +74,8 @@ def test_event_type_and_event_types_are_a_union(
         expired.pk,
         login.pk,
     ]
-    assert ids(org, event_types=[]) == []
+    with pytest.raises(ValueError, match="at least one event type"):
+        AuditLogFilter.build(event_types=[])
 
 
 def test_user_email_is_a_case_insensitive_substring_with_literal_wildcards(

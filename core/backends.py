@@ -1,0 +1,21 @@
+"""Session authentication that loads a user's role and organization with the user.
+
+Every request that reads audit data checks the caller's role and plan
+(core/predicates.py); loading both in the session's one user query keeps that check free.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+
+from core.models import User
+
+
+class UserBackend(ModelBackend):
+    def get_user(self, user_id: Any) -> User | None:
+        user = (
+            User._default_manager.select_related("role", "organization").filter(pk=user_id).first()
+        )
+        return user if user is not None and self.user_can_authenticate(user) else None

@@ -1,0 +1,79 @@
+"""Per-request GraphQL context: who is calling, resolved once and only when a field asks.
+
+Credentials, in order:
+
+1. ``Authorization: Bearer <token>``: an API token (core/authentication.py). When the header
+   is present it alone decides: a session cookie sent alongside is ignored, and a bad
+   token is an error, never a fallback to anonymous or to the session.
+2. The Django session cookie (browser, GraphiQL). CSRF is checked by the view for
+   cookie-authenticated POSTs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.models import AnonymousUser
+from strawberry.django.context import StrawberryDjangoContext
+from strawberry.types import Info
+
+from core.authentication import (
+    MalformedAuthorization,
+    api_token_authenticate,
+    bearer_credentials,
+)
+from core.models import ApiToken, User
+from core.predicates import user_is_authenticated
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user (role and organization loaded), the token used if any, and,
+    when credentials were sent but refused, why."""
+
+    user: User | None = None
+    token: ApiToken | None = None
+    rejected: str | None = None
+
+
+@dataclass
+class GraphQLContext(StrawberryDjangoContext):
+    _caller: Caller | None = None
+    # Request-scoped results, so that a value asked for twice in one request (say, by two
+    # aliases of the same field) is computed once. Keys are chosen by the resolvers.
+    memo: dict[Any, Any] = field(default_factory=dict)
+
+    async def caller(self) -> Caller:
+        if self._caller is None:
+            self._caller = await _resolve_caller(self.request)
+        return self._caller
+
+
+def context_of(info: Info[Any, Any]) -> GraphQLContext:
+    context = info.context
+    assert isinstance(context, GraphQLContext)
+    return context
+
+
+def uses_bearer_token(request: Any) -> bool:
+    return "HTTP_AUTHORIZATION" in request.META
+
+
+async def _resolve_caller(request: Any) -> Caller:
+    try:
+        credentials = bearer_credentials(request.META.get("HTTP_AUTHORIZATION"))
+    except MalformedAuthorization as error:
+        request.user = AnonymousUser()
+        return Caller(rejected=f"Malformed Authorization header: {error}.")
+    if credentials is not None:
+        token = await sync_to_async(api_token_authenticate)(credentials)
+        if token is None:
+            request.user = AnonymousUser()
+            return Caller(rejected="The API token is invalid, expired or revoked.")
+        # The audit context (audit/middleware.py) reads the actor from request.user.
+        request.user = token.user
+        return Caller(user=token.user, token=token)
+    user = await request.auser()
+    return Caller(user=user) if user_is_authenticated(user) else Caller()

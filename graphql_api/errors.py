@@ -1,0 +1,102 @@
+"""Coded GraphQL errors: every error a client sees carries ``extensions.code``.
+
+Codes (the contract; clients branch on them, never on messages):
+
+* ``BAD_USER_INPUT``        -- the request is wrong: syntax, validation, limits, arguments
+* ``UNAUTHENTICATED``       -- no credentials, or a bad, expired or revoked token
+* ``FORBIDDEN``             -- signed in, but not an organization administrator
+* ``PAID_PLAN_REQUIRED``    -- an administrator of an organization on the Free plan
+* ``INTERNAL_SERVER_ERROR`` -- anything unexpected; the details go to the server log only
+
+``CodedErrors`` is the schema extension that enforces this on every response: errors
+raised on purpose (a ``GraphQLError``, which includes the permission errors) keep their
+message and get a code if they lack one; anything else is replaced by a generic message
+and logged with its traceback, so no stack trace, SQL or internal name reaches a client.
+To add a code, add it to ``ErrorCode`` and raise ``coded_error(code, message)``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+logger = logging.getLogger("graphql_api.errors")
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    PAID_PLAN_REQUIRED = "PAID_PLAN_REQUIRED"
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+INTERNAL_ERROR_MESSAGE = "Internal server error; it has been logged."
+
+
+def coded_error(code: ErrorCode, message: str) -> GraphQLError:
+    return GraphQLError(message, extensions={"code": code.value})
+
+
+def bad_user_input(message: str) -> GraphQLError:
+    return coded_error(ErrorCode.BAD_USER_INPUT, message)
+
+
+def error_payload(code: ErrorCode, message: str) -> dict[str, Any]:
+    """A complete GraphQL response body holding one error, for failures before execution."""
+    return {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
+
+
+def _is_deliberate(error: GraphQLError) -> bool:
+    original = error.original_error
+    # No original error: a parse, validation or variable-coercion error from graphql-core,
+    # whose messages describe the client's document, not the server.
+    return original is None or isinstance(original, GraphQLError)
+
+
+def _coded(error: GraphQLError) -> GraphQLError:
+    if _is_deliberate(error):
+        extensions = dict(error.extensions or {})
+        if isinstance(error.original_error, GraphQLError):
+            extensions = {**(error.original_error.extensions or {}), **extensions}
+        if "code" in extensions:
+            if extensions == error.extensions:
+                return error
+        else:
+            extensions["code"] = ErrorCode.BAD_USER_INPUT.value
+        return GraphQLError(
+            error.message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            original_error=error.original_error,
+            extensions=extensions,
+        )
+    logger.error(
+        "Unexpected error in GraphQL field %s",
+        ".".join(str(p) for p in error.path or ()) or "(none)",
+        exc_info=error.original_error,
+    )
+    return GraphQLError(
+        INTERNAL_ERROR_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+    )
+
+
+class CodedErrors(SchemaExtension):
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        errors = getattr(result, "errors", None)
+        if result is not None and errors:
+            result.errors = [_coded(error) for error in errors]

@@ -1,0 +1,77 @@
+"""GraphQL input types of the audit log API, and their conversion to selector filters."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+
+from audit.selectors import USER_EMAIL_MAX_LENGTH
+from audit.selectors import AuditLogFilter as SelectorFilter
+from graphql_api.errors import bad_user_input
+from graphql_api.types import AuditEventType
+
+
+@strawberry.input(
+    name="AuditLogFilter",
+    description=(
+        "Narrows auditLogs; every field is optional and they combine with AND (eventType "
+        "and eventTypes combine with OR). An empty filter matches every entry."
+    ),
+)
+class AuditLogFilterInput:
+    event_type: AuditEventType | None = strawberry.field(  # type: ignore[valid-type]
+        default=None, description="Only entries of this event type; null for all events."
+    )
+    event_types: list[AuditEventType] | None = strawberry.field(  # type: ignore[valid-type]
+        default=None,
+        description=(
+            "Only entries of any of these event types (e.g. the resource and credential "
+            "events); with eventType, entries of either. Must not be empty; duplicates are "
+            "ignored; null for all events."
+        ),
+    )
+    user_email: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Only entries whose user's email, as recorded, contains this text, ignoring "
+            "case. % and _ match themselves. Surrounding spaces are ignored; blank means "
+            f"no filter; at most {USER_EMAIL_MAX_LENGTH} characters. Entries without a "
+            "user never match."
+        ),
+    )
+    from_: datetime | None = strawberry.field(
+        name="from",
+        default=None,
+        description=(
+            "Only entries at or after this time (inclusive). ISO 8601; without an offset, "
+            "UTC. Must not be after `to`."
+        ),
+    )
+    to: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "Only entries at or before this time (inclusive). ISO 8601; without an offset, UTC."
+        ),
+    )
+
+    def to_selector_filter(self) -> SelectorFilter:
+        """The validated selector filter; a BAD_USER_INPUT error says what is wrong."""
+        try:
+            return SelectorFilter.build(
+                event_type=self.event_type.value if self.event_type is not None else None,
+                event_types=(
+                    [e.value for e in self.event_types] if self.event_types is not None else None
+                ),
+                user_email=self.user_email,
+                time_from=_aware(self.from_),
+                time_to=_aware(self.to),
+            )
+        except ValueError as error:
+            raise bad_user_input(f"Invalid filter: {error}.") from error
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -1,0 +1,67 @@
+"""Who may call what: Strawberry permission classes over the plain predicates of
+core/predicates.py, each failing with its own ``extensions.code``.
+
+``AUDIT_LOG_READERS`` is the rule of the product for reading audit data (administrators of
+Paid-plan organizations); every field that exposes audit data lists it as its
+``permission_classes``, checked in order so the first failure decides the code:
+
+    no credentials, bad/expired/revoked token  -> UNAUTHENTICATED
+    signed in, not an organization admin        -> FORBIDDEN
+    admin of a Free-plan organization           -> PAID_PLAN_REQUIRED
+
+The selectors then scope every read to the caller's organization as a second wall.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.permission import BasePermission
+from strawberry.types import Info
+
+from core.predicates import organization_is_paid, user_is_org_admin
+from graphql_api.context import context_of
+from graphql_api.errors import ErrorCode, coded_error
+
+SIGN_IN_MESSAGE = (
+    "Authentication required: sign in at /accounts/login/ or send 'Authorization: Bearer <token>'."
+)
+PAID_ADMINS_ONLY_MESSAGE = (
+    "Audit logs are only available to organization administrators on the Paid plan."
+)
+
+
+class IsAuthenticated(BasePermission):
+    message = SIGN_IN_MESSAGE
+    error_extensions = {"code": ErrorCode.UNAUTHENTICATED.value}
+
+    async def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        caller = await context_of(info).caller()
+        if caller.rejected is not None:
+            raise coded_error(ErrorCode.UNAUTHENTICATED, caller.rejected)
+        return caller.user is not None
+
+
+class IsOrganizationAdmin(BasePermission):
+    message = PAID_ADMINS_ONLY_MESSAGE
+    error_extensions = {"code": ErrorCode.FORBIDDEN.value}
+
+    async def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        user = (await context_of(info).caller()).user
+        return user is not None and user_is_org_admin(user)
+
+
+class IsOnPaidPlan(BasePermission):
+    message = PAID_ADMINS_ONLY_MESSAGE
+    error_extensions = {"code": ErrorCode.PAID_PLAN_REQUIRED.value}
+
+    async def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        user = (await context_of(info).caller()).user
+        return user is not None and organization_is_paid(user.organization)
+
+
+AUDIT_LOG_READERS: list[type[BasePermission]] = [
+    IsAuthenticated,
+    IsOrganizationAdmin,
+    IsOnPaidPlan,
+]

@@ -1,0 +1,197 @@
+"""Query fields of the audit log API: ``auditLogs`` and ``auditEventTypes``.
+
+Resolvers stay thin: they check arguments, decode cursors and ask audit/selectors.py,
+which owns the organization scope, the filters, the order and the keyset pagination.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import strawberry
+from asgiref.sync import sync_to_async
+from django.db.models import QuerySet
+from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
+from strawberry_django.optimizer import OptimizerStore, optimize
+
+from audit.events import AuditEventType as AuditEventVocabulary
+from audit.models import AuditLog as AuditLogModel
+from audit.selectors import (
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    AuditLogFilter,
+    AuditLogPosition,
+    audit_log_count,
+    audit_log_page,
+)
+from core.models import Organization
+from graphql_api.context import context_of
+from graphql_api.cursors import InvalidCursor, cursor_decode, cursor_encode
+from graphql_api.errors import bad_user_input
+from graphql_api.inputs import AuditLogFilterInput
+from graphql_api.permissions import AUDIT_LOG_READERS
+from graphql_api.types import (
+    AuditEventType,
+    AuditEventTypeInfo,
+    AuditLog,
+    AuditLogConnection,
+    AuditLogEdge,
+    PageInfo,
+)
+
+_READERS = "Administrators of a Paid-plan organization only (others get UNAUTHENTICATED, FORBIDDEN or PAID_PLAN_REQUIRED)."
+
+
+def _selected_names(selections: list[Selection]) -> set[str]:
+    names: set[str] = set()
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            names.add(selection.name)
+        else:  # a fragment spread or inline fragment on the connection
+            names |= _selected_names(selection.selections)
+    return names
+
+
+def _page_size(name: str, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= PAGE_SIZE_MAX:
+        raise bad_user_input(f"{name} must be between 0 and {PAGE_SIZE_MAX}; got {value}.")
+    return value
+
+
+def _position(name: str, cursor: str | None, organization: Organization) -> AuditLogPosition | None:
+    if cursor is None:
+        return None
+    try:
+        return cursor_decode(cursor, organization_id=organization.pk)
+    except InvalidCursor as error:
+        raise bad_user_input(f"{name}: {error}.") from error
+
+
+@strawberry.type
+class AuditLogQueries:
+    @strawberry.field(
+        permission_classes=AUDIT_LOG_READERS,
+        description=(
+            "The caller's organization's audit entries, newest first, as a Relay "
+            "connection with keyset cursors: entries recorded while a client pages never "
+            "shift or repeat what it sees. Without first and last, the first "
+            f"{PAGE_SIZE_DEFAULT}. {_READERS}"
+        ),
+    )
+    async def audit_logs(
+        self,
+        info: Info[Any, Any],
+        filter: Annotated[
+            AuditLogFilterInput | None,
+            strawberry.argument(description="Which entries to list; null for all."),
+        ] = None,
+        first: Annotated[
+            int | None,
+            strawberry.argument(
+                description=f"The newest N entries of the range, 0 to {PAGE_SIZE_MAX}; more is BAD_USER_INPUT."
+            ),
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only entries older than the entry of this cursor (from edges.cursor or pageInfo.endCursor)."
+            ),
+        ] = None,
+        last: Annotated[
+            int | None,
+            strawberry.argument(
+                description=f"The oldest N entries of the range, 0 to {PAGE_SIZE_MAX}; more is BAD_USER_INPUT. With before, pages backwards."
+            ),
+        ] = None,
+        before: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Only entries newer than the entry of this cursor (from edges.cursor or pageInfo.startCursor)."
+            ),
+        ] = None,
+    ) -> AuditLogConnection:
+        context = context_of(info)
+        user = (await context.caller()).user
+        assert user is not None  # the permission classes let only readers through
+        organization = user.organization
+        assert organization is not None  # an administrator belongs to an organization
+        filters = filter.to_selector_filter() if filter is not None else AuditLogFilter()
+        _page_size("first", first)
+        _page_size("last", last)
+        after_position = _position("after", after, organization)
+        before_position = _position("before", before, organization)
+
+        wanted = _selected_names(info.selected_fields[0].selections)
+        memo_key = ("audit_log_total", organization.pk, filters)
+        with_total = "totalCount" in wanted and memo_key not in context.memo
+
+        if not wanted & {"edges", "pageInfo"}:
+            # Only the total: no page to read.
+            if with_total:
+                context.memo[memo_key] = await sync_to_async(audit_log_count)(
+                    organization=organization, filters=filters
+                )
+            return AuditLogConnection(
+                edges=[],
+                page_info=PageInfo(
+                    has_next_page=False,
+                    has_previous_page=False,
+                    start_cursor=None,
+                    end_cursor=None,
+                ),
+                total=context.memo.get(memo_key),
+            )
+
+        def load_selected_columns(queryset: QuerySet[AuditLogModel]) -> QuerySet[AuditLogModel]:
+            # Columns of the selected node fields, plus what cursors are made of.
+            return optimize(queryset, info, store=OptimizerStore(only=["id", "time"]))
+
+        page = await sync_to_async(audit_log_page)(
+            organization=organization,
+            filters=filters,
+            first=first,
+            after=after_position,
+            last=last,
+            before=before_position,
+            with_total=with_total,
+            prepare=load_selected_columns,
+        )
+        if page.total_count is not None:
+            context.memo[memo_key] = page.total_count
+
+        edges = [
+            AuditLogEdge(
+                cursor=cursor_encode(
+                    organization_id=organization.pk, position=AuditLogPosition.of(entry)
+                ),
+                # A model instance resolves as the AuditLog type.
+                node=entry,  # type: ignore[arg-type]
+            )
+            for entry in page.entries
+        ]
+        return AuditLogConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total=context.memo.get(memo_key),
+        )
+
+    @strawberry.field(
+        description=(
+            "Every audit event type with its description, in a fixed order (for a filter "
+            "dropdown). Open to every caller: the vocabulary is public."
+        )
+    )
+    def audit_event_types(self) -> list[AuditEventTypeInfo]:
+        return [
+            AuditEventTypeInfo(value=AuditEventType(member.value), description=member.label)
+            for member in AuditEventVocabulary
+        ]
+
+
+__all__ = ["AuditLog", "AuditLogQueries"]

@@ -1,0 +1,61 @@
+"""The root GraphQL schema: composes the query types and the request-wide extensions.
+
+Extensions, in order: error coding (graphql_api/errors.py), the cost limits (settings
+``GRAPHQL_MAX_DEPTH``, ``GRAPHQL_MAX_ALIASES``, ``GRAPHQL_MAX_TOKENS``; README), parse and
+validation caches, and strawberry-django's optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from django.conf import settings
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext
+from strawberry_django.optimizer import DjangoOptimizerExtension
+
+from graphql_api.errors import CodedErrors
+from graphql_api.queries import AuditLogQueries
+
+
+@strawberry.type(description="Reading the audit log.")
+class Query(AuditLogQueries):
+    pass
+
+
+class AuditSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Client errors are not server faults, so they are not logged; CodedErrors logs
+        # every unexpected error with its traceback.
+        return None
+
+
+def _extensions() -> list[Any]:
+    # The limit rules are built once and shared (they hold no state), so that the
+    # validation cache, which is keyed by the rules, hits across requests.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES).validation_rules,
+    ]
+    return [
+        CodedErrors,
+        lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
+        lambda: AddValidationRules(limit_rules),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        DjangoOptimizerExtension,
+    ]
+
+
+schema = AuditSchema(query=Query, extensions=_extensions())

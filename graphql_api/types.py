@@ -1,0 +1,167 @@
+"""GraphQL output types of the audit log API (names are the published contract).
+
+``AuditEventType`` is generated from audit/events.py, the one definition of the vocabulary:
+adding an event type there adds it here, with its description.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import strawberry
+import strawberry_django
+from strawberry import relay
+from strawberry.scalars import JSON
+
+from audit.events import AuditEventType as AuditEventVocabulary
+from audit.models import AuditLog as AuditLogModel
+from audit.selectors import PAGE_SIZE_MAX
+
+AuditEventType: Any = strawberry.enum(  # type: ignore[call-overload]
+    enum.Enum(  # type: ignore[misc]
+        "AuditEventType",
+        {
+            member.name: strawberry.enum_value(member.value, description=member.label)
+            for member in AuditEventVocabulary
+        },
+    ),
+    description=(
+        "The kind of action an audit entry records. The list is closed: values are only "
+        "ever added, never renamed or removed."
+    ),
+)
+
+
+@strawberry.type(description="An event type with its human description, for a filter dropdown.")
+class AuditEventTypeInfo:
+    value: AuditEventType = strawberry.field(  # type: ignore[valid-type]
+        description="The enum value, as used in AuditLogFilter.eventType."
+    )
+    description: str = strawberry.field(description="What the event means, in plain English.")
+
+
+@strawberry.type(
+    description=(
+        "The user who performed an action, as recorded when it happened: the email and "
+        "name are snapshots, so an entry still reads right after the user is renamed or "
+        "deleted."
+    )
+)
+class AuditUser:
+    id: strawberry.ID | None = strawberry.field(
+        description="The user's ID; null once the user has been deleted."
+    )
+    email: str = strawberry.field(description="The user's email when the action happened.")
+    name: str | None = strawberry.field(
+        description="The user's name when the action happened; null if it was not set."
+    )
+
+
+def audit_user_id(user_pk: int) -> strawberry.ID:
+    return strawberry.ID(relay.to_base64("User", user_pk))
+
+
+@strawberry_django.type(
+    AuditLogModel,
+    name="AuditLog",
+    description=(
+        "One recorded action of an organization. Entries are append-only: nobody edits or "
+        "deletes one through the product. Readable only by administrators of a Paid-plan "
+        "organization, for their own organization."
+    ),
+)
+class AuditLog(relay.Node):
+    event: AuditEventType = strawberry_django.field(  # type: ignore[valid-type]
+        description="What happened."
+    )
+
+    @strawberry_django.field(
+        only=["actor_id", "actor_email", "actor_name"],
+        description=(
+            "Who did it; null for system events (such as SESSION_EXPIRED), which have no user."
+        ),
+    )
+    async def user(self, root: AuditLogModel) -> AuditUser | None:
+        # async: it reads loaded columns only, so it needs no thread hop per entry.
+        if root.actor_email is None:
+            return None
+        return AuditUser(
+            id=audit_user_id(root.actor_id) if root.actor_id is not None else None,
+            email=root.actor_email,
+            name=root.actor_name or None,
+        )
+
+    ip: str | None = strawberry_django.field(
+        description=(
+            "The client's IP address (behind trusted proxies, the real client's); null "
+            "when the action did not come from a request, e.g. system events."
+        )
+    )
+    details: JSON = strawberry_django.field(
+        description=(
+            "A JSON object with the event's context: the resource, session or role "
+            "concerned. Always an object, possibly empty."
+        )
+    )
+    time: datetime = strawberry_django.field(description="When it happened, in UTC (ISO 8601).")
+
+
+@strawberry.type(
+    name="AuditLogEdge", description="An audit entry and the cursor that points at it."
+)
+class AuditLogEdge(relay.Edge[AuditLog]):
+    cursor: str = strawberry.field(
+        description=(
+            "An opaque cursor for this entry: pass it as `after` or `before` to page from "
+            "here. Valid only for the organization it was issued to."
+        )
+    )
+    node: AuditLog = strawberry.field(description="The audit entry.")
+
+
+@strawberry.type(description="Where a page sits in the whole list of matching entries.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(
+        description="Whether older matching entries exist beyond this page."
+    )
+    has_previous_page: bool = strawberry.field(
+        description="Whether newer matching entries exist before this page."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="The cursor of the first (newest) entry of the page; null if it is empty."
+    )
+    end_cursor: str | None = strawberry.field(
+        description="The cursor of the last (oldest) entry of the page; null if it is empty."
+    )
+
+
+@strawberry.type(
+    name="AuditLogConnection",
+    description=(
+        f"A page of audit entries, newest first (time, then id, descending), at most "
+        f"{PAGE_SIZE_MAX} per page, with the total number of matching entries."
+    ),
+)
+class AuditLogConnection(relay.Connection[AuditLog]):
+    page_info: PageInfo = strawberry.field(  # type: ignore[assignment]
+        description="Whether more entries exist on either side of this page, and its cursors."
+    )
+    edges: list[AuditLogEdge] = strawberry.field(  # type: ignore[assignment]
+        description="The entries of this page, newest first."
+    )
+    # Filled in by the auditLogs resolver when, and only when, totalCount is selected.
+    total: strawberry.Private[int | None] = None
+
+    @strawberry.field(
+        description=(
+            "How many entries match the filter, across all pages (cursors do not change "
+            "it). Exact, counted only when selected, and from the same database snapshot "
+            "as the edges."
+        )
+    )
+    def total_count(self) -> int:
+        if self.total is None:
+            raise RuntimeError("totalCount was resolved but not computed")
+        return self.total

@@ -1,0 +1,104 @@
+"""The HTTP endpoint, ``/graphql/``: Strawberry's async Django view, with
+
+* CSRF enforced for POSTs authenticated by the session cookie (browsers, GraphiQL), and
+  not for requests that carry ``Authorization`` (no browser sends that cross-site);
+* failures before execution (unparseable JSON, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``,
+  a wrong method) answered as GraphQL errors with ``extensions.code``, like every other
+  error, never as a bare text body or an HTML 500 page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from cross_web import HTTPException
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+from django.middleware.csrf import CsrfViewMiddleware, get_token
+from django.views.decorators.csrf import csrf_exempt
+from strawberry.django.views import AsyncGraphQLView
+
+from graphql_api.context import GraphQLContext, uses_bearer_token
+from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, error_payload
+from graphql_api.schema import schema
+
+logger = logging.getLogger("graphql_api.views")
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check, returning the reason for a failure instead of a page."""
+
+    def _accept(self, request: HttpRequest) -> None:
+        return None
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def _csrf_failure(request: HttpRequest) -> str | None:
+    def no_view(request: HttpRequest) -> HttpResponse:
+        raise AssertionError("not called")
+
+    result: Any = _CsrfCheck(no_view).process_view(request, no_view, (), {})
+    return result if isinstance(result, str) else None
+
+
+def _error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
+    return HttpResponse(
+        json.dumps(error_payload(code, message)), status=status, content_type="application/json"
+    )
+
+
+class AuditGraphQLView(AsyncGraphQLView):
+    async def get_context(  # type: ignore[override]
+        self, request: HttpRequest, response: HttpResponse
+    ) -> GraphQLContext:
+        return GraphQLContext(request=request, response=response)
+
+    async def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:  # type: ignore[override]
+        if (
+            request.method == "POST"
+            and not uses_bearer_token(request)
+            and settings.SESSION_COOKIE_NAME in request.COOKIES
+        ):
+            reason = _csrf_failure(request)
+            if reason is not None:
+                return _error_response(
+                    403,
+                    ErrorCode.FORBIDDEN,
+                    f"CSRF verification failed ({reason}). Requests authenticated by the "
+                    "session cookie must send the csrftoken cookie's value in an "
+                    "X-CSRFToken header.",
+                )
+        try:
+            return await self.run(request=request)
+        except HTTPException as error:
+            return _error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason)
+        except RequestDataTooBig:
+            return _error_response(
+                413,
+                ErrorCode.BAD_USER_INPUT,
+                f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
+            )
+        except Exception:
+            logger.exception("Unexpected error serving %s %s", request.method, request.path)
+            return _error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+
+    async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
+        # GraphiQL sends the csrftoken cookie back as X-CSRFToken; make sure it is set.
+        get_token(request)
+        return await super().render_graphql_ide(request)
+
+
+graphql_view = csrf_exempt(
+    AuditGraphQLView.as_view(
+        schema=schema,
+        graphql_ide="graphiql" if settings.GRAPHIQL else None,
+        # Subscriptions arrive with the live stream; no WebSocket protocol is served here yet.
+        subscription_protocols=(),
+    )
+)
