@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 # Tests never use a real secret; production must set its own SECRET_KEY.
 TEST_ENV := SECRET_KEY=test-only-not-secret DEBUG=0
 
-.PHONY: install run test lint typecheck check lock clean-data
+.PHONY: install run test schema schema-check lint typecheck check lock clean-data
 
 install: $(STAMP)
 
@@ -25,8 +25,21 @@ run: install
 	DEBUG=$${DEBUG:-1} $(PY) manage.py serve --migrate --seed-demo-if-empty
 
 ## The test suite, on the embedded PostgreSQL or on DATABASE_URL when set.
-test: install
+test: install schema-check
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+## Regenerate schema.graphql, the published GraphQL contract, from the code.
+schema: install
+	$(TEST_ENV) $(PY) manage.py export_schema graphql_api.schema --path schema.graphql
+	@echo >> schema.graphql
+
+## Fail when schema.graphql differs from what the code serves (run `make schema`, review, commit).
+schema-check: install
+	@$(TEST_ENV) $(PY) manage.py export_schema graphql_api.schema --path $(VENV)/schema.graphql.new >/dev/null
+	@echo >> $(VENV)/schema.graphql.new
+	@diff -u schema.graphql $(VENV)/schema.graphql.new || \
+		{ echo "schema.graphql is out of date: run 'make schema', review the diff, commit it."; exit 1; }
+	@echo "schema.graphql matches the code."
 
 lint: install
 	$(PY) -m ruff check .

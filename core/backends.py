@@ -1,7 +1,8 @@
 """Session authentication that loads a user's role and organization with the user.
 
 Every request that reads audit data checks the caller's role and plan
-(core/predicates.py); loading both in the session's one user query keeps that check free.
+(core/predicates.py); loading both in the session's one user query keeps that check free
+(and possible at all in async code, where a lazy related-object query is refused).
 """
 
 from __future__ import annotations
@@ -17,5 +18,13 @@ class UserBackend(ModelBackend):
     def get_user(self, user_id: Any) -> User | None:
         user = (
             User._default_manager.select_related("role", "organization").filter(pk=user_id).first()
+        )
+        return user if user is not None and self.user_can_authenticate(user) else None
+
+    async def aget_user(self, user_id: Any) -> User | None:
+        user = (
+            await User._default_manager.select_related("role", "organization")
+            .filter(pk=user_id)
+            .afirst()
         )
         return user if user is not None and self.user_can_authenticate(user) else None

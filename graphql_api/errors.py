@@ -93,10 +93,20 @@ def _coded(error: GraphQLError) -> GraphQLError:
     )
 
 
+def code_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """The errors as a client may see them: each with a code, unexpected ones masked (and
+    logged). Idempotent."""
+    return [_coded(error) for error in errors]
+
+
 class CodedErrors(SchemaExtension):
+    """Codes and masks the errors of every operation. Errors raised before the operation
+    starts (a document the parser cache rejects) bypass extensions; the HTTP view passes
+    those through ``code_errors`` too."""
+
     def on_operation(self) -> Iterator[None]:
         yield
         result = self.execution_context.result
         errors = getattr(result, "errors", None)
         if result is not None and errors:
-            result.errors = [_coded(error) for error in errors]
+            result.errors = code_errors(errors)

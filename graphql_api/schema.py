@@ -7,6 +7,7 @@ validation caches, and strawberry-django's optimizer.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import strawberry
@@ -41,17 +42,23 @@ class AuditSchema(strawberry.Schema):
         return None
 
 
-def _extensions() -> list[Any]:
-    # The limit rules are built once and shared (they hold no state), so that the
-    # validation cache, which is keyed by the rules, hits across requests.
-    limit_rules = [
-        *QueryDepthLimiter(max_depth=settings.GRAPHQL_MAX_DEPTH).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=settings.GRAPHQL_MAX_ALIASES).validation_rules,
+@functools.cache
+def _limit_rules(max_depth: int, max_aliases: int) -> list[Any]:
+    # Built once per setting and shared (the rules hold no state), so that the validation
+    # cache, which is keyed by the rules, hits across requests.
+    return [
+        *QueryDepthLimiter(max_depth=max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules,
     ]
+
+
+def _extensions() -> list[Any]:
     return [
         CodedErrors,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
-        lambda: AddValidationRules(limit_rules),
+        lambda: AddValidationRules(
+            _limit_rules(settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES)
+        ),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         DjangoOptimizerExtension,

@@ -21,9 +21,11 @@ from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.views import AsyncGraphQLView
+from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.types import ExecutionResult
 
 from graphql_api.context import GraphQLContext, uses_bearer_token
-from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, error_payload
+from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, code_errors, error_payload
 from graphql_api.schema import schema
 
 logger = logging.getLogger("graphql_api.views")
@@ -87,6 +89,13 @@ class AuditGraphQLView(AsyncGraphQLView):
         except Exception:
             logger.exception("Unexpected error serving %s %s", request.method, request.path)
             return _error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+
+    async def process_result(
+        self, request: HttpRequest, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        if result.errors:
+            result.errors = code_errors(result.errors)
+        return process_result(result)
 
     async def render_graphql_ide(self, request: HttpRequest) -> HttpResponse:
         # GraphiQL sends the csrftoken cookie back as X-CSRFToken; make sure it is set.

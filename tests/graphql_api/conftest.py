@@ -1,0 +1,80 @@
+"""Fixtures for the GraphQL API: a client that posts GraphQL over HTTP to the real view
+(Django's test client runs the ASGI-style async view and its middleware), and
+credentials for every kind of caller."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from core.models import Organization, User
+from core.services import api_token_create
+
+
+@dataclass
+class GraphQLClient:
+    client: Client
+    token: str | None = None
+
+    def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        expect_status: int = 200,
+    ) -> dict[str, Any]:
+        extra = dict(headers or {})
+        bearer = token if token is not None else self.token
+        if bearer is not None:
+            extra["Authorization"] = f"Bearer {bearer}"
+        response = self.client.post(
+            "/graphql/",
+            data=json.dumps({"query": query, "variables": variables or {}}),
+            content_type="application/json",
+            headers=extra,
+        )
+        assert response.status_code == expect_status, response.content
+        body: dict[str, Any] = json.loads(response.content)
+        return body
+
+
+def data_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The data of a response that must have no errors."""
+    assert "errors" not in body, body.get("errors")
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def error_codes(body: dict[str, Any]) -> list[str]:
+    return [error["extensions"]["code"] for error in body.get("errors", [])]
+
+
+@pytest.fixture
+def gql(db: None) -> GraphQLClient:
+    return GraphQLClient(Client())
+
+
+@pytest.fixture
+def token_for() -> Callable[[User], str]:
+    def make(user: User) -> str:
+        return api_token_create(user=user, name="test")[1]
+
+    return make
+
+
+@pytest.fixture
+def admin_gql(admin: User, token_for: Callable[[User], str]) -> GraphQLClient:
+    """A client authenticated as a Paid-plan organization's administrator (by token)."""
+    return GraphQLClient(Client(), token=token_for(admin))
+
+
+@pytest.fixture
+def other_paid_org(make_org: Callable[..., Organization]) -> Organization:
+    return make_org("paid")
