@@ -6,6 +6,7 @@ which owns the organization scope, the filters, the order and the keyset paginat
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import strawberry
@@ -21,6 +22,7 @@ from audit.selectors import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
     AuditLogFilter,
+    AuditLogPage,
     AuditLogPosition,
     audit_log_count,
     audit_log_page,
@@ -123,42 +125,46 @@ class AuditLogQueries:
         before_position = _position("before", before, organization)
 
         wanted = _selected_names(info.selected_fields[0].selections)
-        memo_key = ("audit_log_total", organization.pk, filters)
-        with_total = "totalCount" in wanted and memo_key not in context.memo
-
-        if not wanted & {"edges", "pageInfo"}:
-            # Only the total: no page to read.
-            if with_total:
-                context.memo[memo_key] = await sync_to_async(audit_log_count)(
-                    organization=organization, filters=filters
-                )
-            return AuditLogConnection(
-                edges=[],
-                page_info=PageInfo(
-                    has_next_page=False,
-                    has_previous_page=False,
-                    start_cursor=None,
-                    end_cursor=None,
-                ),
-                total=context.memo.get(memo_key),
-            )
+        # The total is computed once per request: the first field to want it computes it
+        # and publishes a future that any other (aliased) auditLogs field awaits.
+        total_key = ("audit_log_total", organization.pk, filters)
+        total: asyncio.Future[int] | None = context.memo.get(total_key)
+        with_total = "totalCount" in wanted and total is None
+        if with_total:
+            total = context.memo[total_key] = asyncio.get_running_loop().create_future()
 
         def load_selected_columns(queryset: QuerySet[AuditLogModel]) -> QuerySet[AuditLogModel]:
             # Columns of the selected node fields, plus what cursors are made of.
             return optimize(queryset, info, store=OptimizerStore(only=["id", "time"]))
 
-        page = await sync_to_async(audit_log_page)(
-            organization=organization,
-            filters=filters,
-            first=first,
-            after=after_position,
-            last=last,
-            before=before_position,
-            with_total=with_total,
-            prepare=load_selected_columns,
-        )
-        if page.total_count is not None:
-            context.memo[memo_key] = page.total_count
+        try:
+            if wanted & {"edges", "pageInfo"}:
+                page = await sync_to_async(audit_log_page)(
+                    organization=organization,
+                    filters=filters,
+                    first=first,
+                    after=after_position,
+                    last=last,
+                    before=before_position,
+                    with_total=with_total,
+                    prepare=load_selected_columns,
+                )
+            else:  # only the total: no page to read
+                count = (
+                    await sync_to_async(audit_log_count)(organization=organization, filters=filters)
+                    if with_total
+                    else None
+                )
+                page = AuditLogPage(
+                    entries=[], has_next_page=False, has_previous_page=False, total_count=count
+                )
+        except BaseException:
+            if with_total and total is not None:
+                total.cancel()
+            raise
+        if with_total and total is not None:
+            assert page.total_count is not None
+            total.set_result(page.total_count)
 
         edges = [
             AuditLogEdge(
@@ -178,7 +184,7 @@ class AuditLogQueries:
                 start_cursor=edges[0].cursor if edges else None,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
-            total=context.memo.get(memo_key),
+            total=await total if "totalCount" in wanted and total is not None else None,
         )
 
     @strawberry.field(
