@@ -13,6 +13,11 @@ Indexes serve the filters of the auditLogs API together with its order, newest f
 * ``audit_log_org_email_time`` -- exact actor emails (a user-email search resolves the
   matching addresses first, then reads each one's range)
 * ``audit_log_actor``          -- clearing the actor link when a user is deleted
+
+``AuditActorEmail`` is the directory of every actor email an organization's entries
+carry, kept by the database itself (migration 0003): a user-email search first finds the
+few matching addresses there, then reads their ranges of ``audit_log_org_email_time``,
+instead of testing the email of every entry.
 """
 
 from __future__ import annotations
@@ -84,3 +89,30 @@ class AuditLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} by {self.actor_email or 'system'} at {self.time.isoformat()}"
+
+
+class AuditActorEmail(models.Model):
+    """One actor email (as recorded) that appears in an organization's audit entries.
+
+    Derived data: a statement-level trigger on ``audit_log`` adds the emails of every
+    inserted batch (single inserts and COPY alike), in the inserting transaction, so it is
+    complete whoever writes. An address whose entries were all removed by retention stays
+    listed and simply matches nothing.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    email = models.CharField(max_length=254)
+
+    class Meta:
+        db_table = "audit_actor_email"
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["organization", "email"], name="audit_actor_email_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.email

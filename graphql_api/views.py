@@ -2,6 +2,7 @@
 
 * CSRF enforced for POSTs authenticated by the session cookie (browsers, GraphiQL), and
   not for requests that carry ``Authorization`` (no browser sends that cross-site);
+* a JSON body accepted whatever its label (``curl -d`` calls it a form);
 * failures before execution (unparseable JSON, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``,
   a wrong method) answered as GraphQL errors with ``extensions.code``, like every other
   error, never as a bare text body or an HTML 500 page.
@@ -13,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from cross_web import HTTPException
+from cross_web import AsyncDjangoHTTPRequestAdapter, HTTPException
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
@@ -29,6 +30,20 @@ from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, code_errors, e
 from graphql_api.schema import schema
 
 logger = logging.getLogger("graphql_api.views")
+
+
+class _RequestAdapter(AsyncDjangoHTTPRequestAdapter):
+    """Reads a POST body labelled as a form, or not labelled at all, as JSON: that is what
+    ``curl -d '{"query": ...}'`` sends. Safe, because cookie-authenticated POSTs pass the
+    CSRF check whatever their content type."""
+
+    @property
+    def content_type(self) -> str | None:
+        declared = super().content_type
+        essence = (declared or "").split(";")[0].strip().lower()
+        if self.method == "POST" and essence in ("", "application/x-www-form-urlencoded"):
+            return "application/json"
+        return declared
 
 
 class _CsrfCheck(CsrfViewMiddleware):
@@ -56,6 +71,8 @@ def _error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
 
 
 class AuditGraphQLView(AsyncGraphQLView):
+    request_adapter_class = _RequestAdapter
+
     async def get_context(  # type: ignore[override]
         self, request: HttpRequest, response: HttpResponse
     ) -> GraphQLContext:

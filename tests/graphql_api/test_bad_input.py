@@ -150,6 +150,7 @@ def test_mutations_are_not_offered(admin_gql: GraphQLClient) -> None:
         ("{not json", "application/json"),
         ('{"variables": {}}', "application/json"),
         ("query=%7B%7D", "text/plain"),
+        ("query=%7B%7D", "application/x-www-form-urlencoded"),  # a form, not JSON
     ],
 )
 def test_malformed_http_bodies(admin_gql: GraphQLClient, body: str, content_type: str) -> None:

@@ -58,9 +58,7 @@ def test_token_request_costs_two_statements_whatever_the_page_size(
     assert ("count(*)" in large[1]) == ("totalCount" in query)
 
 
-def test_session_request_costs_three_statements(
-    admin: User, many_actors: Organization
-) -> None:
+def test_session_request_costs_three_statements(admin: User, many_actors: Organization) -> None:
     client = Client()
     client.force_login(admin)
     gql = GraphQLClient(client)
