@@ -192,3 +192,21 @@ def test_introspection_fits_the_limits(gql: GraphQLClient) -> None:
     body = gql.post(get_introspection_query(descriptions=True))
     assert "errors" not in body
     assert body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+def test_batched_operations_are_refused(admin_gql: GraphQLClient) -> None:
+    response = Client().post(
+        "/graphql/",
+        data=json.dumps([{"query": "{ auditEventTypes { value } }"}] * 2),
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert error_codes(json.loads(response.content)) == ["BAD_USER_INPUT"]
+
+
+def test_an_oversized_body_is_refused(db: None, settings: Any) -> None:
+    padding = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    body = json.dumps({"query": "{ auditEventTypes { value } }", "extensions": {"pad": padding}})
+    response = Client().post("/graphql/", data=body, content_type="application/json")
+    assert response.status_code == 413
+    assert error_codes(json.loads(response.content)) == ["BAD_USER_INPUT"]
