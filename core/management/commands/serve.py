@@ -7,6 +7,8 @@ Proxy headers are left to TRUSTED_PROXIES (core/client_ip.py), never to uvicorn.
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -37,10 +39,15 @@ class Command(BaseCommand):
         if options["seed_demo_if_empty"]:
             call_command("seed_demo", if_empty=True)
         close_all_connections()  # workers open their own; don't hold these while serving
+        base = f"http://{options['host']}:{options['port']}"
         self.stdout.write(
-            f"Serving on http://{options['host']}:{options['port']}/ "
-            f"(admin at /admin/, DEBUG={'on' if settings.DEBUG else 'off'}). Ctrl-C stops."
+            f"Serving GraphiQL on {base}/graphql/ (sign in at {base}/accounts/login/; "
+            f"admin at /admin/; DEBUG={'on' if settings.DEBUG else 'off'}). Ctrl-C stops."
         )
+        # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; with
+        # the default action that kills the process before its exit hooks run (and the
+        # embedded PostgreSQL would be left running). Exit normally instead.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.run(
             "core.asgi:application",
             host=options["host"],
@@ -50,3 +57,7 @@ class Command(BaseCommand):
             lifespan="off",
             log_level=os.environ.get("LOG_LEVEL", "info").lower(),
         )
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
