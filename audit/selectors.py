@@ -169,8 +169,9 @@ def audit_log_page(
     ``before``, then the newest ``first`` of them, then the oldest ``last`` of those.
     Without ``first`` and ``last``, ``first`` is PAGE_SIZE_DEFAULT.
 
-    ``has_previous_page`` / ``has_next_page`` are exact at both ends: besides the entry
-    beyond the page, they also look past ``after`` / ``before`` for a matching entry.
+    ``has_previous_page`` / ``has_next_page`` are exact: whether a matching entry newer
+    than the page's first / older than its last exists, inside the window or past
+    ``after`` / ``before``.
     ``prepare`` may narrow the page's queryset (columns to load); it must not filter.
 
     One SQL statement: the page, with the total and the look past the cursor attached as
@@ -196,16 +197,17 @@ def audit_log_page(
     extras: dict[str, Any] = {}
     if with_total:
         extras["audit_total"] = _count_of(matching)
-    # Is there a matching entry on the far side of the cursor the page starts from? The
-    # nearest one's id, read in index order from the cursor, so it costs one index probe.
-    if forward and after is not None:
-        extras["audit_beyond"] = _nearest(
+    # Matching entries outside the window: newer than ``after`` (the entry itself
+    # included) and older than ``before``. The nearest one's id, read in index order from
+    # the cursor, so each costs one index probe.
+    if after is not None:
+        extras["audit_newer"] = _nearest(
             matching.filter(TupleGreaterThanOrEqual(_key(), (after.time, after.id))).order_by(
                 "time", "id"
             )
         )
-    elif not forward and before is not None:
-        extras["audit_beyond"] = _nearest(
+    if before is not None:
+        extras["audit_older"] = _nearest(
             matching.filter(TupleLessThanOrEqual(_key(), (before.time, before.id)))
         )
 
@@ -218,17 +220,18 @@ def audit_log_page(
         )
     else:
         summary = {}
-    beyond = summary.get("audit_beyond") is not None
-    more = len(rows) > size
+    newer_outside = summary.get("audit_newer") is not None
+    older_outside = summary.get("audit_older") is not None
+    more = len(rows) > size  # beyond the page, inside the window
     rows = rows[:size]
 
     if forward:
-        has_next, has_previous = more, beyond
+        has_next, has_previous = more or older_outside, newer_outside
         if last is not None and len(rows) > last:
             rows = rows[len(rows) - last :]
             has_previous = True
     else:
-        has_next, has_previous = beyond, more
+        has_next, has_previous = older_outside, more or newer_outside
         rows.reverse()
 
     return AuditLogPage(

@@ -219,3 +219,29 @@ def test_the_last_page_of_a_walk_knows_it_is_last(
     assert len(pages) == 1
     assert pages[0]["pageInfo"]["hasNextPage"] is False
     assert len(pages[0]["edges"]) == total
+
+
+def test_flags_are_exact_with_any_cursor_combination(
+    admin_gql: GraphQLClient, org: Organization
+) -> None:
+    everything = expected_ids(org)
+    edges = page(admin_gql, first=40)["edges"]
+    # first + before: the newest entries older than the cursor; newer ones exist.
+    below = page(admin_gql, first=5, before=edges[10]["cursor"])
+    assert ids_of(below) == everything[:5]
+    assert below["pageInfo"]["hasPreviousPage"] is False
+    assert below["pageInfo"]["hasNextPage"] is True
+    # last + after: the oldest entries, all older than `after`; newer ones exist.
+    oldest = page(admin_gql, last=5, after=edges[-1]["cursor"])
+    assert ids_of(oldest) == everything[-5:]
+    assert oldest["pageInfo"]["hasNextPage"] is False
+    assert oldest["pageInfo"]["hasPreviousPage"] is True
+    # A window between two cursors, exhausted: entries exist on both sides of it.
+    window = page(admin_gql, first=50, after=edges[4]["cursor"], before=edges[8]["cursor"])
+    assert ids_of(window) == everything[5:8]
+    assert window["pageInfo"]["hasPreviousPage"] is True
+    assert window["pageInfo"]["hasNextPage"] is True
+    backwards_window = page(admin_gql, last=50, after=edges[4]["cursor"], before=edges[8]["cursor"])
+    assert ids_of(backwards_window) == everything[5:8]
+    assert backwards_window["pageInfo"]["hasPreviousPage"] is True
+    assert backwards_window["pageInfo"]["hasNextPage"] is True
