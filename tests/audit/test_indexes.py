@@ -18,6 +18,7 @@ from django.db import connection
 from audit.events import AuditEventType
 from audit.services import AuditEntryDraft, audit_log_bulk_create
 from core.models import Organization
+from tests.support import plan_nodes, query_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -46,20 +47,6 @@ def big_org(make_org: Any) -> Organization:
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE audit_log")
     return org
-
-
-def _plan(sql: str, params: list[Any]) -> dict[str, Any]:
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        raw = cursor.fetchone()[0]
-    plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-    return plan
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 PAGE = "SELECT * FROM audit_log WHERE organization_id = %s {where} ORDER BY time DESC, id DESC LIMIT 50"
@@ -126,8 +113,8 @@ def test_every_query_shape_uses_an_index(big_org: Organization) -> None:
     # One table for all shapes: building it is the slow part.
     problems = []
     for name, template, where, params, index in SHAPES:
-        plan = _plan(template.format(where=where), [big_org.pk, *params])
-        nodes = list(_nodes(plan))
+        plan = query_plan(template.format(where=where), [big_org.pk, *params])
+        nodes = list(plan_nodes(plan))
         scans = [n for n in nodes if n.get("Relation Name") == "audit_log"]
         used = {n.get("Index Name") for n in nodes}
         expected = {index} if index else {"audit_log_org_event_time", "audit_log_org_time"}

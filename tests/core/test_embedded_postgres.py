@@ -15,6 +15,7 @@ from django.db import connection
 
 from core.embedded_postgres import EmbeddedPostgres
 from tests.conftest import EMBEDDED
+from tests.support import free_port, start_serve
 
 pytestmark = pytest.mark.skipif(not EMBEDDED, reason="DATABASE_URL names another server")
 
@@ -92,38 +93,13 @@ def test_processes_share_one_server_and_the_last_one_stops_it(data_root: Path) -
 def test_serve_stops_the_server_it_started_on_sigterm(data_root: Path) -> None:
     # What `systemctl stop`, `docker stop` and `kill` send; uvicorn shuts down gracefully
     # and the process must still run its exit hooks.
-    import os
     import signal
-    import socket
-    import time
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
-        **{k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        "DATABASE_URL": "",  # unset: the embedded server
         "EMBEDDED_PG_DIR": str(data_root),
-        "SECRET_KEY": "test-only-not-secret",
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
     }
-    serve = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--migrate", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            assert serve.poll() is None, serve.stderr.read() if serve.stderr else ""
-            assert time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.2)
+    serve = start_serve(free_port(), env, "--migrate")
     server = EmbeddedPostgres(data_root)
     assert server.is_running()
     serve.send_signal(signal.SIGTERM)

@@ -95,50 +95,13 @@ def _database_url(settings_dict: dict[str, Any]) -> str:
 def live_server_url(django_db_setup: None) -> Iterator[str]:
     """A real uvicorn process (``manage.py serve``, production settings) serving the test
     database. Tests that use it must commit their data (``transaction=True``)."""
-    import os
-    import socket
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     from django.db import connection
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "DATABASE_URL": _database_url(connection.settings_dict),
-        "DEBUG": "0",
-        "SECRET_KEY": "test-only-not-secret",
-        "LOG_LEVEL": "WARNING",
-    }
-    root = Path(__file__).resolve().parents[2]
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(
-                    f"the server did not start: {server.stderr.read().decode() if server.stderr else ''}"
-                ) from None
-            time.sleep(0.1)
+    from tests.support import free_port, start_serve, stop_serve
+
+    port = free_port()
+    server = start_serve(port, {"DATABASE_URL": _database_url(connection.settings_dict)})
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop_serve(server)

@@ -19,6 +19,7 @@ from audit.events import AuditEventType as E
 from audit.services import AuditEntryDraft, audit_log_bulk_create
 from core.models import Organization, User
 from tests.graphql_api.conftest import GraphQLClient, data_of
+from tests.support import plan_nodes, query_plan
 
 # VACUUM cannot run inside the test's transaction: this module commits, and the tables are
 # emptied afterwards.
@@ -68,20 +69,6 @@ def big(admin: User, make_org: Callable[..., Organization]) -> Organization:
         cursor.execute("VACUUM (ANALYZE) audit_log")
         cursor.execute("VACUUM (ANALYZE) audit_actor_email")
     return org
-
-
-def _plan(sql: str) -> dict[str, Any]:
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
-        raw = cursor.fetchone()[0]
-    plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-    return plan
-
-
-def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _nodes(child)
 
 
 WINDOW = {"from": MID.isoformat(), "to": (MID + timedelta(days=30)).isoformat()}
@@ -139,8 +126,8 @@ def test_every_shape_the_api_runs_uses_an_index(
         statements = _audit_statements(admin_gql, query, variables)
         assert statements, name
         for sql in statements:
-            plan = _plan(sql)
-            nodes = list(_nodes(plan))
+            plan = query_plan(sql)
+            nodes = list(plan_nodes(plan))
             scans = [n for n in nodes if n.get("Relation Name") == "audit_log"]
             if not scans or any(n["Node Type"] == "Seq Scan" for n in scans):
                 problems.append(f"{name}: {sql}\n{json.dumps(plan, indent=1)}")
