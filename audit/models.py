@@ -96,7 +96,7 @@ class AuditActorEmail(models.Model):
 
     Derived data: a statement-level trigger on ``audit_log`` adds the emails of every
     inserted batch (single inserts and COPY alike), in the inserting transaction, so it is
-    complete whoever writes. An address whose entries were all removed by retention stays
+    complete whoever writes, and never waits for another writer. An address whose entries were all removed by retention stays
     listed and simply matches nothing.
     """
 
@@ -108,11 +108,85 @@ class AuditActorEmail(models.Model):
 
     class Meta:
         db_table = "audit_actor_email"
-        constraints: ClassVar = [
-            models.UniqueConstraint(
-                fields=["organization", "email"], name="audit_actor_email_unique"
-            )
+        # Not unique on purpose: a unique index would make two transactions that record
+        # an address's first entries at the same time wait for each other. The trigger
+        # adds an address only when no committed row has it, so a duplicate needs that
+        # exact race, and duplicates are harmless to the searches (IN semantics).
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "email"], name="audit_actor_email_org")
         ]
 
     def __str__(self) -> str:
         return self.email
+
+
+# --- rollups: exact totals without counting entries -----------------------------------------
+#
+# How many entries an organization has per UTC day and event type, per UTC hour and event
+# type, and per actor email, UTC day and event type. Kept by the database (migration 0004):
+# an AFTER INSERT statement-level trigger adds each inserted batch's counts in the
+# inserting transaction, so a total read in the same snapshot as a page always agrees with
+# it. A key may have several rows: a writer adds to a row no other transaction holds (FOR
+# UPDATE SKIP LOCKED) or starts a new one, so concurrent writers to one organization and
+# day never wait for each other. Totals are sums over rows (audit/totals.py).
+
+
+class AuditCountDay(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    event = models.CharField(max_length=EVENT_MAX_LENGTH)
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "audit_count_day"
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "day", "event"], name="audit_count_day_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.event}: {self.n}"
+
+
+class AuditCountHour(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    hour = models.DateTimeField()
+    event = models.CharField(max_length=EVENT_MAX_LENGTH)
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "audit_count_hour"
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "hour", "event"], name="audit_count_hour_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour.isoformat()} {self.event}: {self.n}"
+
+
+class AuditCountActorDay(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    actor_email = models.CharField(max_length=254)
+    day = models.DateField()
+    event = models.CharField(max_length=EVENT_MAX_LENGTH)
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "audit_count_actor_day"
+        indexes: ClassVar = [
+            models.Index(
+                fields=["organization", "actor_email", "day", "event"],
+                name="audit_count_actor_day_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email} {self.day} {self.event}: {self.n}"

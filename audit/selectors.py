@@ -4,6 +4,8 @@ filters of the auditLogs API and fixes the order (newest first: ``time`` DESC, `
 Every read of audit data goes through here, so that no caller can forget the
 organization: it is a required argument, not a filter.
 
+Filters are defined in audit/filters.py; totals come from rollups (audit/totals.py).
+
 Pages are keyset pages: a position is an entry's ``(time, id)``, and a page is the run of
 entries strictly after (older than) or before (newer than) a position, read from the index
 with a row comparison. There is no OFFSET anywhere, so a page 10,000 deep costs what the
@@ -12,12 +14,12 @@ first page costs, and entries inserted while a client pages never shift what it 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import BigIntegerField, F, Func, IntegerField, QuerySet, Subquery
+from django.db.models import BigIntegerField, F, QuerySet, Subquery
 from django.db.models.fields.tuple_lookups import (
     Tuple,
     TupleGreaterThan,
@@ -26,79 +28,45 @@ from django.db.models.fields.tuple_lookups import (
     TupleLessThanOrEqual,
 )
 
-from audit.events import AuditEventType
-from audit.models import AuditActorEmail, AuditLog
+from audit.filters import (
+    USER_EMAIL_MAX_LENGTH,
+    AuditLogFilter,
+    actor_emails_matching,
+    event_condition,
+)
+from audit.models import AuditLog
+from audit.totals import audit_log_total
 from core.models import Organization
 
+__all__ = [
+    "PAGE_SIZE_DEFAULT",
+    "PAGE_SIZE_MAX",
+    "USER_EMAIL_MAX_LENGTH",
+    "AuditLogFilter",
+    "AuditLogPage",
+    "AuditLogPosition",
+    "audit_log_count",
+    "audit_log_list",
+    "audit_log_page",
+]
+
 ORDER = ("-time", "-id")
-USER_EMAIL_MAX_LENGTH = 254
 PAGE_SIZE_MAX = 100
 PAGE_SIZE_DEFAULT = 50
-
-
-@dataclass(frozen=True)
-class AuditLogFilter:
-    """The filters of the auditLogs API, already validated. ``event_types`` is the union
-    of ``eventType`` and ``eventTypes``; None means every event type."""
-
-    event_types: frozenset[AuditEventType] | None = None
-    user_email: str | None = None
-    time_from: datetime | None = None
-    time_to: datetime | None = None
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        event_type: AuditEventType | str | None = None,
-        event_types: Iterable[AuditEventType | str] | None = None,
-        user_email: str | None = None,
-        time_from: datetime | None = None,
-        time_to: datetime | None = None,
-    ) -> AuditLogFilter:
-        """Combine and check raw filter values; ValueError says what is wrong."""
-        chosen: set[AuditEventType] | None = None
-        if event_types is not None and not list(event_types):
-            raise ValueError(
-                "eventTypes must name at least one event type; omit it (or pass null) for all events"
-            )
-        if event_type is not None or event_types is not None:
-            chosen = {AuditEventType(e) for e in (event_types or ())}
-            if event_type is not None:
-                chosen.add(AuditEventType(event_type))
-        if user_email is not None and len(user_email) > USER_EMAIL_MAX_LENGTH:
-            raise ValueError(f"userEmail must be at most {USER_EMAIL_MAX_LENGTH} characters")
-        email = user_email.strip() if user_email is not None else None
-        if time_from is not None and time_to is not None and time_from > time_to:
-            raise ValueError("from must not be after to")
-        return cls(
-            event_types=frozenset(chosen) if chosen is not None else None,
-            user_email=email or None,
-            time_from=time_from,
-            time_to=time_to,
-        )
 
 
 def audit_log_list(
     *, organization: Organization, filters: AuditLogFilter | None = None
 ) -> QuerySet[AuditLog]:
     """The organization's entries matching ``filters``, newest first."""
-    queryset = AuditLog.objects.filter(organization=organization)
     f = filters or AuditLogFilter()
+    queryset = AuditLog.objects.filter(organization=organization)
     if f.event_types is not None:
-        values = sorted(e.value for e in f.event_types)
-        queryset = (
-            queryset.filter(event=values[0])
-            if len(values) == 1
-            else queryset.filter(event__in=values)
-        )
+        queryset = queryset.filter(event_condition(f.event_types))
     if f.user_email is not None:
-        # The few matching addresses first (from the organization's directory), then their
-        # entries by index. icontains escapes % and _ itself: they match literally.
-        emails = AuditActorEmail.objects.filter(
-            organization=organization, email__icontains=f.user_email
-        ).values("email")
-        queryset = queryset.filter(actor_email__in=Subquery(emails))
+        queryset = queryset.filter(
+            actor_email__in=actor_emails_matching(organization, f.user_email)
+        )
     if f.time_from is not None:
         queryset = queryset.filter(time__gte=f.time_from)
     if f.time_to is not None:
@@ -107,8 +75,15 @@ def audit_log_list(
 
 
 def audit_log_count(*, organization: Organization, filters: AuditLogFilter | None = None) -> int:
-    """How many entries ``audit_log_list`` would return (exact)."""
-    return audit_log_list(organization=organization, filters=filters).order_by().count()
+    """How many entries ``audit_log_list`` would return: exact, from the rollups
+    (audit/totals.py), without counting the entries themselves."""
+    total: int = (
+        Organization.objects.filter(pk=organization.pk)
+        .annotate(audit_total=audit_log_total(organization=organization, filters=filters))
+        .values_list("audit_total", flat=True)
+        .get()
+    )
+    return total
 
 
 @dataclass(frozen=True, order=True)
@@ -136,17 +111,6 @@ class AuditLogPage:
 
 def _key() -> Tuple:
     return Tuple(F("time"), F("id"))
-
-
-def _count_of(queryset: QuerySet[AuditLog]) -> Subquery:
-    # An uncorrelated scalar subquery: PostgreSQL runs it once, in the same statement (and
-    # so the same snapshot) as the page it is attached to.
-    return Subquery(
-        queryset.order_by()
-        .annotate(n=Func(template="count(*)", output_field=IntegerField()))
-        .values("n"),
-        output_field=IntegerField(),
-    )
 
 
 def _nearest(queryset: QuerySet[AuditLog]) -> Subquery:
@@ -196,7 +160,7 @@ def audit_log_page(
 
     extras: dict[str, Any] = {}
     if with_total:
-        extras["audit_total"] = _count_of(matching)
+        extras["audit_total"] = audit_log_total(organization=organization, filters=filters)
     # Matching entries outside the window: newer than ``after`` (the entry itself
     # included) and older than ``before``. The nearest one's id, read in index order from
     # the cursor, so each costs one index probe.

@@ -97,7 +97,7 @@ SHAPES: list[tuple[str, str, dict[str, Any]]] = [
 def _audit_statements(gql: GraphQLClient, query: str, variables: dict[str, Any]) -> list[str]:
     with CaptureQueriesContext(connection) as captured:
         data_of(gql.post(query, variables))
-    return [q["sql"] for q in captured.captured_queries if "audit_log" in q["sql"]]
+    return [q["sql"] for q in captured.captured_queries if '"audit_' in q["sql"]]
 
 
 def test_every_shape_the_api_runs_uses_an_index(
@@ -129,12 +129,14 @@ def test_every_shape_the_api_runs_uses_an_index(
             plan = query_plan(sql)
             nodes = list(plan_nodes(plan))
             scans = [n for n in nodes if n.get("Relation Name") == "audit_log"]
-            if not scans or any(n["Node Type"] == "Seq Scan" for n in scans):
+            if any(n["Node Type"] == "Seq Scan" for n in scans):
                 problems.append(f"{name}: {sql}\n{json.dumps(plan, indent=1)}")
             # An email search resolves addresses in the directory first, then reads their
             # index ranges: no entry's email is tested row by row.
-            if "userEmail" in json.dumps(variables) and not any(
-                "actor_email" in n.get("Index Cond", "") for n in scans
+            if (
+                scans
+                and "userEmail" in json.dumps(variables)
+                and not any("actor_email" in n.get("Index Cond", "") for n in scans)
             ):
                 problems.append(f"{name}: email not used as an index condition\n{sql}")
     assert not problems, "\n\n".join(problems)

@@ -1,0 +1,75 @@
+"""The filters of the auditLogs API: validation, and the conditions shared by the page
+query (audit/selectors.py) and the totals (audit/totals.py), so both always mean the same
+thing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from audit.events import AuditEventType
+from audit.models import AuditActorEmail
+from core.models import Organization
+
+USER_EMAIL_MAX_LENGTH = 254
+
+
+@dataclass(frozen=True)
+class AuditLogFilter:
+    """The filters of the auditLogs API, already validated. ``event_types`` is the union
+    of ``eventType`` and ``eventTypes``; None means every event type."""
+
+    event_types: frozenset[AuditEventType] | None = None
+    user_email: str | None = None
+    time_from: datetime | None = None
+    time_to: datetime | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        event_type: AuditEventType | str | None = None,
+        event_types: Iterable[AuditEventType | str] | None = None,
+        user_email: str | None = None,
+        time_from: datetime | None = None,
+        time_to: datetime | None = None,
+    ) -> AuditLogFilter:
+        """Combine and check raw filter values; ValueError says what is wrong."""
+        chosen: set[AuditEventType] | None = None
+        if event_types is not None and not list(event_types):
+            raise ValueError(
+                "eventTypes must name at least one event type; omit it (or pass null) for all events"
+            )
+        if event_type is not None or event_types is not None:
+            chosen = {AuditEventType(e) for e in (event_types or ())}
+            if event_type is not None:
+                chosen.add(AuditEventType(event_type))
+        if user_email is not None and len(user_email) > USER_EMAIL_MAX_LENGTH:
+            raise ValueError(f"userEmail must be at most {USER_EMAIL_MAX_LENGTH} characters")
+        email = user_email.strip() if user_email is not None else None
+        if time_from is not None and time_to is not None and time_from > time_to:
+            raise ValueError("from must not be after to")
+        return cls(
+            event_types=frozenset(chosen) if chosen is not None else None,
+            user_email=email or None,
+            time_from=time_from,
+            time_to=time_to,
+        )
+
+
+def event_condition(event_types: frozenset[AuditEventType], field: str = "event") -> Q:
+    values = sorted(e.value for e in event_types)
+    return Q(**{field: values[0]}) if len(values) == 1 else Q(**{f"{field}__in": values})
+
+
+def actor_emails_matching(organization: Organization, needle: str) -> QuerySet[Any, Any]:
+    """The organization's recorded actor emails that contain ``needle``, ignoring case, as
+    a subquery. An email search resolves to these few addresses first, then reads their
+    entries (or counts) by index. icontains escapes % and _ itself: they match literally."""
+    return AuditActorEmail.objects.filter(
+        organization=organization, email__icontains=needle
+    ).values("email")
