@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 # Tests never use a real secret; production must set its own SECRET_KEY.
 TEST_ENV := SECRET_KEY=test-only-not-secret DEBUG=0
 
-.PHONY: install run test schema schema-check lint typecheck check lock clean-data
+.PHONY: install run test bench schema schema-check lint typecheck check lock clean-data
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ run: install
 ## The test suite, on the embedded PostgreSQL or on DATABASE_URL when set.
 test: install schema-check
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+## The benchmark (docs/PERFORMANCE.md): BENCH_EVENTS, BENCH_SCALE=1, BENCH_DURATION, ... (bench/__main__.py).
+bench: install
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
+		{ echo "make bench needs wrk: apt-get install wrk (or your system's package)"; exit 1; }
+	$(PY) -m bench
 
 ## Regenerate schema.graphql, the published GraphQL contract, from the code.
 schema: install

@@ -73,6 +73,9 @@ def audit_user_id(user_pk: int) -> strawberry.ID:
     ),
 )
 class AuditLog(relay.Node):
+    # The model's id is the node's id. Declared, so that strawberry does not search the
+    # annotations for it on every entry of every page.
+    id: relay.NodeID[int]
     event: AuditEventType = strawberry_django.field(  # type: ignore[valid-type]
         description="What happened."
     )

@@ -1,0 +1,104 @@
+"""Write-side figures of the benchmark, run against a scratch database
+(``python -m bench.writes EVENTS``, started by bench/__main__.py with DATABASE_URL set):
+
+* import: ``manage.py import_audit_events`` of EVENTS generated events, end to end;
+* recording one event: the whole transaction (BEGIN, ``audit_log_record``, COMMIT), by one
+  writer and by four concurrent writers to the same organization and day.
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main(events: int, records: int) -> dict[str, object]:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections, transaction
+
+    from audit.events import AuditEventType as E
+    from audit.services import audit_log_record
+    from bench.dataset import _drafts, bench_email
+    from core.services import organization_create, user_create
+
+    org = organization_create(slug="writes", name="Write benchmark", plan="paid")
+    users = [user_create(organization=org, email=bench_email(n)) for n in range(50)]
+    emails = [u.email for u in users]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        with path.open("w") as out:
+            from django.utils import timezone
+
+            for draft in _drafts(events, emails, 7, timezone.now()):
+                line = {
+                    "event": draft.event,
+                    "time": draft.time.isoformat(),
+                    "details": draft.details,
+                }
+                if draft.user_email:
+                    line["user_email"] = draft.user_email
+                if draft.ip:
+                    line["ip"] = draft.ip
+                out.write(json.dumps(line) + "\n")
+        started = time.perf_counter()
+        call_command("import_audit_events", "writes", str(path), stdout=io.StringIO())
+        import_seconds = time.perf_counter() - started
+
+    def record(n: int, sink: list[float]) -> None:
+        try:
+            for i in range(n):
+                t = time.perf_counter()
+                with transaction.atomic():
+                    audit_log_record(
+                        organization=org,
+                        event=E.RESOURCE_UPDATED,
+                        actor=users[i % len(users)],
+                        ip="203.0.113.9",
+                        details={"resource": i},
+                    )
+                sink.append((time.perf_counter() - t) * 1000)
+        finally:
+            connections.close_all()
+
+    single: list[float] = []
+    record(records, single)
+    concurrent: list[float] = []
+    threads = [threading.Thread(target=record, args=(records // 4, concurrent)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    return {
+        "import_events": events,
+        "import_seconds": round(import_seconds, 2),
+        "import_events_per_s": round(events / import_seconds),
+        "record_p50_ms": round(statistics.median(single), 3),
+        "record_p95_ms": round(_percentile(single, 95), 3),
+        "record_4_writers_p50_ms": round(statistics.median(concurrent), 3),
+        "record_4_writers_p95_ms": round(_percentile(concurrent, 95), 3),
+        "records": records,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(int(sys.argv[1]), int(sys.argv[2]))))
