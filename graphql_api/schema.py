@@ -1,8 +1,16 @@
 """The root GraphQL schema: composes the query types and the request-wide extensions.
 
 Extensions, in order: error coding (graphql_api/errors.py), the cost limits (settings
-``GRAPHQL_MAX_DEPTH``, ``GRAPHQL_MAX_ALIASES``, ``GRAPHQL_MAX_TOKENS``; README), parse and
-validation caches, and strawberry-django's optimizer.
+``GRAPHQL_MAX_DEPTH``, ``GRAPHQL_MAX_ALIASES``, ``GRAPHQL_MAX_TOKENS``; README), and the
+parse and validation caches.
+
+strawberry-django's optimizer is applied where querysets are built: ``auditLogs`` calls
+``strawberry_django.optimizer.optimize`` on its page query (graphql_api/queries.py), which
+loads only the columns of the selected fields. Its schema extension,
+``DjangoOptimizerExtension``, is not installed: it does the same for resolvers that
+return querysets (none here), through a hook that graphql-core then calls for every field
+of every entry, which cost 40% of the execution time of a 50-entry page
+(docs/PERFORMANCE.md). A future resolver that returns a queryset calls ``optimize`` too.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.types import ExecutionContext
-from strawberry_django.optimizer import DjangoOptimizerExtension
 
 from graphql_api.errors import CodedErrors
 from graphql_api.queries import AuditLogQueries
@@ -61,7 +68,6 @@ def _extensions() -> list[Any]:
         ),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        DjangoOptimizerExtension,
     ]
 
 

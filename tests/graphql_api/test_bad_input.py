@@ -85,15 +85,15 @@ def test_page_size_limits_are_inclusive(admin_gql: GraphQLClient) -> None:
 
 
 def _tamper(cursor: str) -> list[str]:
-    payload, _, signature = cursor.partition(":")
+    payload, _, signature = cursor.partition(".")
     decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
     version, org, micros, entry = decoded.split(":")
     forged = f"{version}:{org}:{micros}:{int(entry) + 1}"
     forged_payload = base64.urlsafe_b64encode(forged.encode()).decode().rstrip("=")
     flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
     return [
-        f"{forged_payload}:{signature}",  # another position, old signature
-        f"{payload}:{flipped}",  # one character of the signature changed
+        f"{forged_payload}.{signature}",  # another position, old signature
+        f"{payload}.{flipped}",  # one character of the signature changed
         payload,  # signature removed
         cursor[:-3],  # truncated
         cursor + "x",
@@ -210,3 +210,13 @@ def test_an_oversized_body_is_refused(db: None, settings: Any) -> None:
     response = Client().post("/graphql/", data=body, content_type="application/json")
     assert response.status_code == 413
     assert error_codes(json.loads(response.content)) == ["BAD_USER_INPUT"]
+
+
+def test_cursors_survive_a_key_rotation(
+    admin_gql: GraphQLClient, cursor: str, settings: Any
+) -> None:
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-new-key-after-rotation"
+    assert_bad_input(admin_gql.post(PAGE, {"after": cursor}), "invalid cursor")
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert "errors" not in admin_gql.post(PAGE, {"after": cursor})
