@@ -122,8 +122,8 @@ class AuditActorEmail(models.Model):
 
 # --- rollups: exact totals without counting entries -----------------------------------------
 #
-# How many entries an organization has per UTC day and event type, per UTC hour and event
-# type, and per actor email, UTC day and event type. Kept by the database (migration 0004):
+# How many entries an organization has per UTC month, day and hour and event type, and per
+# actor email, UTC month and day and event type. Kept by the database (migrations 0004, 0006):
 # an AFTER INSERT statement-level trigger adds each inserted batch's counts in the
 # inserting transaction, so a total read in the same snapshot as a page always agrees with
 # it. A key may have several rows: a writer adds to a row no other transaction holds (FOR
@@ -190,3 +190,49 @@ class AuditCountActorDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_email} {self.day} {self.event}: {self.n}"
+
+
+class AuditCountMonth(models.Model):
+    """Entries per UTC calendar month (``month`` is its first day) and event type."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    month = models.DateField()
+    event = models.CharField(max_length=EVENT_MAX_LENGTH)
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "audit_count_month"
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "month", "event"], name="audit_count_month_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} {self.event}: {self.n}"
+
+
+class AuditCountActorMonth(models.Model):
+    """Entries per actor email, UTC calendar month and event type."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    actor_email = models.CharField(max_length=254)
+    month = models.DateField()
+    event = models.CharField(max_length=EVENT_MAX_LENGTH)
+    n = models.BigIntegerField()
+
+    class Meta:
+        db_table = "audit_count_actor_month"
+        indexes: ClassVar = [
+            models.Index(
+                fields=["organization", "actor_email", "month", "event"],
+                name="audit_count_actor_month_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_email} {self.month:%Y-%m} {self.event}: {self.n}"

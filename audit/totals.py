@@ -5,15 +5,16 @@ entries would cost time in proportion to how many match (a million-entry organiz
 million index entries). Instead a total is a sum over rollups that the database keeps in
 the inserting transaction (audit/models.py, migration 0004):
 
-* whole UTC days inside the ``from``/``to`` window come from the daily rollup (per event
-  type), or, for an email search, from the per-actor daily rollup of the few addresses the
-  search resolves to (audit/filters.py);
+* whole UTC calendar months inside the ``from``/``to`` window come from the monthly
+  rollup (per event type), or, for an email search, from the per-actor monthly rollup of
+  the few addresses the search resolves to (audit/filters.py);
+* the rest of the two boundary months: whole days from the daily rollups;
 * the rest of the two boundary days: whole hours from the hourly rollup, and only the
   entries of the two boundary hours are counted one by one (for an email search, the
   boundary days' entries of the matched addresses, by index).
 
-The work is bounded by the window's days and hours and the number of matched addresses,
-not by the number of entries, and the result is exact: the rollups are updated in the same
+The work is bounded by the window's months, days and hours and the number of matched
+addresses, not by the number of entries, and the result is exact: the rollups are updated in the same
 transaction as the entries, and the total is read in the same statement (the same
 snapshot) as the page it goes with.
 """
@@ -24,16 +25,24 @@ import functools
 import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.db import models
 from django.db.models import BigIntegerField, Expression, F, Func, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from audit.filters import AuditLogFilter, actor_emails_matching, event_condition
-from audit.models import AuditCountActorDay, AuditCountDay, AuditCountHour, AuditLog
+from audit.models import (
+    AuditCountActorDay,
+    AuditCountActorMonth,
+    AuditCountDay,
+    AuditCountHour,
+    AuditCountMonth,
+    AuditLog,
+)
 from core.models import Organization
 
-DAY = timedelta(days=1)
-HOUR = timedelta(hours=1)
+MONTH, DAY, HOUR = "month", "day", "hour"
 # Timestamps have microsecond precision: an inclusive ``to`` ends one tick later.
 TICK = timedelta(microseconds=1)
 
@@ -46,21 +55,30 @@ class Span:
     end: datetime | None
 
 
-def _floor(moment: datetime, unit: timedelta) -> datetime:
+def _floor(moment: datetime, unit: str) -> datetime:
     moment = moment.astimezone(UTC)
+    if unit == MONTH:
+        return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if unit == DAY:
         return moment.replace(hour=0, minute=0, second=0, microsecond=0)
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def _ceil(moment: datetime, unit: timedelta) -> datetime:
+def _next(moment: datetime, unit: str) -> datetime:
+    if unit == MONTH:
+        year, month = divmod(moment.month, 12)
+        return moment.replace(year=moment.year + year, month=month + 1)
+    return moment + (timedelta(days=1) if unit == DAY else timedelta(hours=1))
+
+
+def _ceil(moment: datetime, unit: str) -> datetime:
     floor = _floor(moment, unit)
-    return floor if floor == moment else floor + unit
+    return floor if floor == moment else _next(floor, unit)
 
 
-def split(span: Span, unit: timedelta) -> tuple[Span | None, list[Span]]:
-    """The whole units (days or hours) inside ``span``, and the partial spans at its
-    edges, which are smaller than a unit -- or the whole span when it holds no whole
+def split(span: Span, unit: str) -> tuple[Span | None, list[Span]]:
+    """The whole units (months, days or hours) inside ``span``, and the partial spans at
+    its edges, which are smaller than a unit -- or the whole span when it holds no whole
     unit."""
     lo = _ceil(span.start, unit) if span.start is not None else None
     hi = _floor(span.end, unit) if span.end is not None else None
@@ -119,43 +137,38 @@ def audit_log_total(
         return Value(0, output_field=BigIntegerField())
 
     entries = AuditLog.objects.filter(organization=organization)
-    if f.event_types is not None:
-        entries = entries.filter(event_condition(f.event_types))
-    parts: list[Expression | Subquery] = []
-    whole_days, edges = split(window, DAY)
-
+    rollup_filter: dict[str, object] = {"organization": organization}
     if f.user_email is not None:
         emails = actor_emails_matching(organization, f.user_email)
         entries = entries.filter(actor_email__in=emails)
-        if whole_days is not None:
-            days = AuditCountActorDay.objects.filter(
-                organization=organization, actor_email__in=emails, **_range("day", whole_days, True)
-            )
-            if f.event_types is not None:
-                days = days.filter(event_condition(f.event_types))
-            parts.append(_sum_of_n(days))
-        # The matched addresses' entries on the boundary days, by index.
-        parts += [_count_of(entries.filter(**_range("time", edge))) for edge in edges]
+        rollup_filter["actor_email__in"] = emails
+        levels: list[tuple[str, type[models.Model]]] = [
+            (MONTH, AuditCountActorMonth),
+            (DAY, AuditCountActorDay),
+        ]
     else:
-        if whole_days is not None:
-            all_days = AuditCountDay.objects.filter(
-                organization=organization, **_range("day", whole_days, True)
-            )
-            if f.event_types is not None:
-                all_days = all_days.filter(event_condition(f.event_types))
-            parts.append(_sum_of_n(all_days))
-        for edge in edges:
-            whole_hours, raw = split(edge, HOUR)
-            if whole_hours is not None:
-                hours = AuditCountHour.objects.filter(
-                    organization=organization, **_range("hour", whole_hours)
-                )
-                if f.event_types is not None:
-                    hours = hours.filter(event_condition(f.event_types))
-                parts.append(_sum_of_n(hours))
-            parts += [_count_of(entries.filter(**_range("time", r))) for r in raw]
+        levels = [(MONTH, AuditCountMonth), (DAY, AuditCountDay), (HOUR, AuditCountHour)]
+    if f.event_types is not None:
+        entries = entries.filter(event_condition(f.event_types))
 
+    def rollup(model: type[models.Model], field: str, span: Span) -> Expression:
+        rows = model._default_manager.filter(**rollup_filter, **_range(field, span, field != HOUR))
+        if f.event_types is not None:
+            rows = rows.filter(event_condition(f.event_types))
+        return _sum_of_n(rows)
+
+    def parts_of(span: Span, remaining: list[tuple[str, type[models.Model]]]) -> list[Any]:
+        if not remaining:  # what no rollup covers: count the entries, by index
+            return [_count_of(entries.filter(**_range("time", span)))]
+        unit, model = remaining[0]
+        whole, edges = split(span, unit)
+        found = [rollup(model, unit, whole)] if whole is not None else []
+        for edge in edges:
+            found += parts_of(edge, remaining[1:])
+        return found
+
+    parts = parts_of(window, levels)
     if not parts:
         return Value(0, output_field=BigIntegerField())
-    total: Expression = functools.reduce(operator.add, parts)  # type: ignore[arg-type,assignment]
+    total: Expression = functools.reduce(operator.add, parts)
     return total

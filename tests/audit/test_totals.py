@@ -18,19 +18,23 @@ from audit.filters import AuditLogFilter
 from audit.models import AuditCountDay, AuditLog
 from audit.selectors import audit_log_count
 from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_record
-from audit.totals import DAY, HOUR, Span, split
+from audit.totals import DAY, HOUR, MONTH, Span, split
 from core.models import Organization, User
 from core.services import organization_create, user_create
 
-T0 = datetime(2026, 3, 10, tzinfo=UTC)
+# Entries and window edges over 40 days from T0, so that windows hold whole months (all
+# of February), whole days and whole hours, and edges fall on and around each boundary.
+T0 = datetime(2026, 1, 20, tzinfo=UTC)
+H, D = timedelta(hours=1), timedelta(days=1)
+SPAN_HOURS = 40 * 24
 EVENTS = [E.USER_LOGIN, E.RESOURCE_CREATED, E.SESSION_EXPIRED]
 EMAILS = [None, "Ann@a.test", "bob@b.test", "ann.c@a.test"]
 
-# Instants chosen to fall on and around day and hour boundaries, across four days.
 instants = st.one_of(
-    st.integers(0, 4 * 24).map(lambda h: T0 + h * HOUR),  # exactly on an hour (or day)
-    st.integers(0, 4 * 24 * 3600).map(lambda s: T0 + timedelta(seconds=s)),
-    st.integers(0, 4 * 24).map(lambda h: T0 + h * HOUR - timedelta(microseconds=1)),
+    st.integers(0, SPAN_HOURS).map(lambda h: T0 + h * H),  # exactly on an hour (or day)
+    st.integers(0, SPAN_HOURS * 3600).map(lambda s: T0 + timedelta(seconds=s)),
+    st.integers(0, SPAN_HOURS).map(lambda h: T0 + h * H - timedelta(microseconds=1)),
+    st.sampled_from([datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)]),
 )
 entry = st.tuples(st.sampled_from(EVENTS), instants, st.sampled_from(EMAILS))
 filters = st.fixed_dictionaries(
@@ -74,12 +78,12 @@ def brute_force(org: Organization, f: dict[str, object]) -> int:
 )
 @example(
     imported=[
-        (E.USER_LOGIN, T0 + DAY, "Ann@a.test"),
-        (E.USER_LOGIN, T0 + DAY - timedelta(microseconds=1), "Ann@a.test"),
+        (E.USER_LOGIN, T0 + D, "Ann@a.test"),
+        (E.USER_LOGIN, T0 + D - timedelta(microseconds=1), "Ann@a.test"),
     ],
     recorded=[],
-    more_imported=[(E.USER_LOGIN, T0 + 2 * DAY, None)],
-    f={"time_from": T0 + DAY, "time_to": T0 + 2 * DAY},
+    more_imported=[(E.USER_LOGIN, T0 + 2 * D, None)],
+    f={"time_from": T0 + D, "time_to": T0 + 2 * D},
 )
 def test_rollup_totals_equal_a_brute_force_count(
     db: None,
@@ -117,13 +121,22 @@ def test_rollup_totals_equal_a_brute_force_count(
 
 
 def test_split_into_whole_units_and_edges() -> None:
-    start, end = T0 + 90 * timedelta(minutes=1), T0 + 2 * DAY + timedelta(minutes=5)
+    start, end = T0 + 90 * timedelta(minutes=1), T0 + 2 * D + timedelta(minutes=5)
     whole, edges = split(Span(start, end), DAY)
-    assert whole == Span(T0 + DAY, T0 + 2 * DAY)
-    assert edges == [Span(start, T0 + DAY), Span(T0 + 2 * DAY, end)]
+    assert whole == Span(T0 + D, T0 + 2 * D)
+    assert edges == [Span(start, T0 + D), Span(T0 + 2 * D, end)]
     assert split(Span(None, None), DAY) == (Span(None, None), [])
-    assert split(Span(T0, T0 + HOUR), DAY) == (None, [Span(T0, T0 + HOUR)])
-    assert split(Span(T0, T0 + DAY), DAY) == (Span(T0, T0 + DAY), [])
+    assert split(Span(T0, T0 + H), DAY) == (None, [Span(T0, T0 + H)])
+    assert split(Span(T0, T0 + D), DAY) == (Span(T0, T0 + D), [])
+    assert split(Span(T0 + 30 * H, T0 + 30 * H + H), HOUR) == (Span(T0 + 30 * H, T0 + 31 * H), [])
+    feb, mar = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    assert split(Span(T0, mar + D), MONTH) == (Span(feb, mar), [Span(T0, feb), Span(mar, mar + D)])
+    december = datetime(2025, 12, 31, 23, tzinfo=UTC)
+    assert split(Span(december, T0), MONTH) == (None, [Span(december, T0)])
+    assert split(Span(december, None), MONTH) == (
+        Span(datetime(2026, 1, 1, tzinfo=UTC), None),
+        [Span(december, datetime(2026, 1, 1, tzinfo=UTC))],
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -72,7 +72,7 @@ def test_the_total_alone_reads_rollups_not_entries(
     admin_gql.post(TOTAL_ONLY)
     sql = statements(admin_gql, TOTAL_ONLY)
     assert len(sql) == 2
-    assert "audit_count_day" in sql[1] and '"audit_log"' not in sql[1]
+    assert "audit_count_month" in sql[1] and '"audit_log"' not in sql[1]
 
 
 def test_the_total_is_counted_once_per_request(
