@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import BigIntegerField, F, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.tuple_lookups import (
     Tuple,
     TupleGreaterThan,
@@ -113,6 +115,51 @@ def _key() -> Tuple:
     return Tuple(F("time"), F("id"))
 
 
+def _email_page_ids(
+    organization: Organization,
+    f: AuditLogFilter,
+    after: AuditLogPosition | None,
+    before: AuditLogPosition | None,
+    forward: bool,
+    limit: int,
+) -> RawSQL:
+    """The ids of an email search's page, found per matched address: the first ``limit``
+    entries of each address's range of the (organization, actor_email, time, id) index,
+    merged. Bounded by addresses x page size, however many entries the addresses have;
+    the plain ``actor_email IN (...)`` form let PostgreSQL read every entry of every
+    matched address and sort them (39 ms instead of 1 ms at 1M entries). Every value is
+    a query parameter."""
+    assert f.user_email is not None
+    conditions = ["x.organization_id = %s", "x.actor_email = d.email"]
+    params: list[Any] = [organization.pk]
+    if f.event_types is not None:
+        conditions.append("x.event = ANY(%s)")
+        params.append(sorted(e.value for e in f.event_types))
+    if f.time_from is not None:
+        conditions.append("x.time >= %s")
+        params.append(f.time_from)
+    if f.time_to is not None:
+        conditions.append("x.time <= %s")
+        params.append(f.time_to)
+    if after is not None:
+        conditions.append("(x.time, x.id) < (%s, %s)")
+        params += [after.time, after.id]
+    if before is not None:
+        conditions.append("(x.time, x.id) > (%s, %s)")
+        params += [before.time, before.id]
+    order = "DESC" if forward else "ASC"
+    # Fixed fragments only; every value is a parameter.
+    sql = (  # noqa: S608
+        "SELECT k.id FROM audit_actor_email d CROSS JOIN LATERAL ("
+        f" SELECT x.time, x.id FROM audit_log x WHERE {' AND '.join(conditions)}"
+        f" ORDER BY x.time {order}, x.id {order} LIMIT %s) k"
+        " WHERE d.organization_id = %s AND UPPER(d.email::text) LIKE UPPER(%s)"
+        f" ORDER BY k.time {order}, k.id {order} LIMIT %s"
+    )
+    needle = "%" + connection.ops.prep_for_like_query(f.user_email) + "%"
+    return RawSQL(sql, [*params, limit, organization.pk, needle, limit])  # noqa: S611
+
+
 def _nearest(queryset: QuerySet[AuditLog]) -> Subquery:
     return Subquery(queryset.values("id")[:1], output_field=BigIntegerField())
 
@@ -155,6 +202,10 @@ def audit_log_page(
     size = (first if first is not None else PAGE_SIZE_DEFAULT) if forward else last
     assert size is not None
     page = window if forward else window.order_by("time", "id")
+    if filters is not None and filters.user_email is not None:
+        page = page.filter(
+            id__in=_email_page_ids(organization, filters, after, before, forward, size + 1)
+        )
     if prepare is not None:
         page = prepare(page)
 

@@ -245,3 +245,37 @@ def test_flags_are_exact_with_any_cursor_combination(
     assert ids_of(backwards_window) == everything[5:8]
     assert backwards_window["pageInfo"]["hasPreviousPage"] is True
     assert backwards_window["pageInfo"]["hasNextPage"] is True
+
+
+def test_an_email_search_pages_both_ways(
+    admin_gql: GraphQLClient, org: Organization, make_user: Any
+) -> None:
+    # Several matching addresses with interleaved, tied times: the page is merged from each
+    # address's own index range and must still be one exact newest-first order.
+    drafts = [
+        AuditEntryDraft(
+            event=E.USER_LOGIN if i % 3 else E.ROLE_UPDATED,
+            time=T0 + timedelta(minutes=i // 2),
+            user_email=f"{['grace', 'Grace.h', 'ada'][i % 3]}@example.test",
+        )
+        for i in range(60)
+    ]
+    audit_log_bulk_create(organization=org, drafts=drafts)
+    search = {"userEmail": "grace"}
+    matching = [
+        pk
+        for t, pk, email in sorted(
+            AuditLog.objects.filter(organization=org).values_list("time", "id", "actor_email"),
+            reverse=True,
+        )
+        if email and "grace" in email.lower()
+    ]
+    assert len(matching) == 40
+    forward = walk_forward(admin_gql, 7, filter=search)
+    assert [i for p in forward for i in ids_of(p)] == matching
+    assert all(p["totalCount"] == 40 for p in forward)
+    backward = walk_backward(admin_gql, 6, filter=search)
+    assert [i for p in reversed(backward) for i in ids_of(p)] == matching
+    with_type = walk_forward(admin_gql, 5, filter={**search, "eventType": "ROLE_UPDATED"})
+    expected = [pk for pk in matching if AuditLog.objects.get(pk=pk).event == "ROLE_UPDATED"]
+    assert [i for p in with_type for i in ids_of(p)] == expected
