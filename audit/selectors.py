@@ -149,8 +149,8 @@ def _email_page_ids(
         params += [before.time, before.id]
     order = "DESC" if forward else "ASC"
     # Fixed fragments only; every value is a parameter.
-    sql = (  # noqa: S608
-        "SELECT k.id FROM audit_actor_email d CROSS JOIN LATERAL ("
+    sql = (
+        "SELECT k.id FROM audit_actor_email d CROSS JOIN LATERAL ("  # noqa: S608
         f" SELECT x.time, x.id FROM audit_log x WHERE {' AND '.join(conditions)}"
         f" ORDER BY x.time {order}, x.id {order} LIMIT %s) k"
         " WHERE d.organization_id = %s AND UPPER(d.email::text) LIKE UPPER(%s)"
