@@ -154,7 +154,7 @@ def rss_mb(pid: int) -> list[float]:
     children = subprocess.run(
         ["ps", "--ppid", str(pid), "-o", "pid=,rss=,args="], capture_output=True, text=True
     ).stdout.splitlines()
-    rows = [c.split(None, 2) for c in children if "multiprocessing" in c or "spawn" in c]
+    rows = [c.split(None, 2) for c in children if "spawn_main" in c]
     if not rows:
         rows = [
             subprocess.run(
