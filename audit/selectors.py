@@ -37,7 +37,7 @@ from audit.filters import (
     event_condition,
 )
 from audit.models import AuditLog
-from audit.totals import audit_log_total
+from audit.totals import audit_log_total, audit_log_total_sql
 from core.models import Organization
 
 __all__ = [
@@ -79,13 +79,11 @@ def audit_log_list(
 def audit_log_count(*, organization: Organization, filters: AuditLogFilter | None = None) -> int:
     """How many entries ``audit_log_list`` would return: exact, from the rollups
     (audit/totals.py), without counting the entries themselves."""
-    total: int = (
-        Organization.objects.filter(pk=organization.pk)
-        .annotate(audit_total=audit_log_total(organization=organization, filters=filters))
-        .values_list("audit_total", flat=True)
-        .get()
-    )
-    return total
+    sql, params = audit_log_total_sql(organization=organization, filters=filters)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {sql} AS audit_total", params)
+        row = cursor.fetchone()
+    return int(row[0])
 
 
 @dataclass(frozen=True, order=True)

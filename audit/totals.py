@@ -21,25 +21,15 @@ snapshot) as the page it goes with.
 
 from __future__ import annotations
 
-import functools
-import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import models
-from django.db.models import BigIntegerField, Expression, F, Func, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import BigIntegerField
+from django.db.models.expressions import RawSQL
 
-from audit.filters import AuditLogFilter, actor_emails_matching, event_condition
-from audit.models import (
-    AuditCountActorDay,
-    AuditCountActorMonth,
-    AuditCountDay,
-    AuditCountHour,
-    AuditCountMonth,
-    AuditLog,
-)
+from audit.filters import AuditLogFilter
 from core.models import Organization
 
 MONTH, DAY, HOUR = "month", "day", "hour"
@@ -93,82 +83,93 @@ def split(span: Span, unit: str) -> tuple[Span | None, list[Span]]:
     return Span(lo, hi), edges
 
 
-def _sum_of_n(queryset: QuerySet) -> Expression:  # type: ignore[type-arg]
-    # Scalar subqueries: PostgreSQL runs each once, inside the statement that uses them.
-    return Coalesce(
-        Subquery(
-            queryset.order_by().annotate(total=Func(F("n"), function="sum")).values("total"),
-            output_field=BigIntegerField(),
-        ),
-        Value(0),
-        output_field=BigIntegerField(),
-    )
+_EMAILS = (
+    "actor_email IN (SELECT d.email FROM audit_actor_email d"
+    " WHERE d.organization_id = %s AND UPPER(d.email::text) LIKE UPPER(%s))"
+)
+_ROLLUPS = {
+    # (email search?, unit) -> table
+    (False, MONTH): "audit_count_month",
+    (False, DAY): "audit_count_day",
+    (False, HOUR): "audit_count_hour",
+    (True, MONTH): "audit_count_actor_month",
+    (True, DAY): "audit_count_actor_day",
+}
 
 
-def _count_of(queryset: QuerySet[AuditLog]) -> Subquery:
-    return Subquery(
-        queryset.order_by()
-        .annotate(total=Func(template="count(*)", output_field=BigIntegerField()))
-        .values("total"),
-        output_field=BigIntegerField(),
-    )
-
-
-def _range(prefix: str, span: Span, as_date: bool = False) -> dict[str, object]:
-    bounds: dict[str, object] = {}
-    if span.start is not None:
-        bounds[f"{prefix}__gte"] = span.start.date() if as_date else span.start
-    if span.end is not None:
-        bounds[f"{prefix}__lt"] = span.end.date() if as_date else span.end
-    return bounds
-
-
-def audit_log_total(
+def audit_log_total_sql(
     *, organization: Organization, filters: AuditLogFilter | None = None
-) -> Expression:
-    """An SQL expression for the exact number of the organization's entries that match
-    ``filters`` -- to attach to a page query (one snapshot) or to evaluate alone."""
+) -> tuple[str, list[Any]]:
+    """SQL for the exact number of the organization's entries that match ``filters``: a
+    scalar expression (with its parameters) to attach to a page query, so that both come
+    from one snapshot, or to select alone.
+
+    Written as SQL rather than built with the ORM: compiling the equivalent expression
+    tree cost more than running it (3 ms against 1 ms for a year's window). Fixed
+    fragments only; every value is a parameter."""
     f = filters or AuditLogFilter()
     window = Span(
         f.time_from.astimezone(UTC) if f.time_from is not None else None,
         f.time_to.astimezone(UTC) + TICK if f.time_to is not None else None,
     )
     if window.start is not None and window.end is not None and window.start >= window.end:
-        return Value(0, output_field=BigIntegerField())
+        return "0", []
 
-    entries = AuditLog.objects.filter(organization=organization)
-    rollup_filter: dict[str, object] = {"organization": organization}
-    if f.user_email is not None:
-        emails = actor_emails_matching(organization, f.user_email)
-        entries = entries.filter(actor_email__in=emails)
-        rollup_filter["actor_email__in"] = emails
-        levels: list[tuple[str, type[models.Model]]] = [
-            (MONTH, AuditCountActorMonth),
-            (DAY, AuditCountActorDay),
-        ]
-    else:
-        levels = [(MONTH, AuditCountMonth), (DAY, AuditCountDay), (HOUR, AuditCountHour)]
+    email = f.user_email is not None
+    common: list[str] = ["organization_id = %s"]
+    common_params: list[Any] = [organization.pk]
     if f.event_types is not None:
-        entries = entries.filter(event_condition(f.event_types))
+        common.append("event = ANY(%s)")
+        common_params.append(sorted(e.value for e in f.event_types))
+    if email:
+        assert f.user_email is not None
+        common.append(_EMAILS)
+        common_params += [
+            organization.pk,
+            "%" + connection.ops.prep_for_like_query(f.user_email) + "%",
+        ]
+    units = [MONTH, DAY] if email else [MONTH, DAY, HOUR]
 
-    def rollup(model: type[models.Model], field: str, span: Span) -> Expression:
-        rows = model._default_manager.filter(**rollup_filter, **_range(field, span, field != HOUR))
-        if f.event_types is not None:
-            rows = rows.filter(event_condition(f.event_types))
-        return _sum_of_n(rows)
+    terms: list[str] = []
+    params: list[Any] = []
 
-    def parts_of(span: Span, remaining: list[tuple[str, type[models.Model]]]) -> list[Any]:
+    def bounded(column: str, span: Span, as_date: bool) -> tuple[list[str], list[Any]]:
+        where, values = [], []
+        if span.start is not None:
+            where.append(f"{column} >= %s")
+            values.append(span.start.date() if as_date else span.start)
+        if span.end is not None:
+            where.append(f"{column} < %s")
+            values.append(span.end.date() if as_date else span.end)
+        return where, values
+
+    def add(span: Span, remaining: list[str]) -> None:
         if not remaining:  # what no rollup covers: count the entries, by index
-            return [_count_of(entries.filter(**_range("time", span)))]
-        unit, model = remaining[0]
+            where, values = bounded("time", span, False)
+            terms.append(
+                f"(SELECT count(*) FROM audit_log WHERE {' AND '.join(common + where)})"  # noqa: S608
+            )
+            params.extend(common_params + values)
+            return
+        unit = remaining[0]
         whole, edges = split(span, unit)
-        found = [rollup(model, unit, whole)] if whole is not None else []
+        if whole is not None:
+            where, values = bounded(unit, whole, unit != HOUR)
+            table = _ROLLUPS[(email, unit)]
+            terms.append(
+                f"COALESCE((SELECT sum(n) FROM {table} WHERE {' AND '.join(common + where)}), 0)"  # noqa: S608
+            )
+            params.extend(common_params + values)
         for edge in edges:
-            found += parts_of(edge, remaining[1:])
-        return found
+            add(edge, remaining[1:])
 
-    parts = parts_of(window, levels)
-    if not parts:
-        return Value(0, output_field=BigIntegerField())
-    total: Expression = functools.reduce(operator.add, parts)
-    return total
+    add(window, units)
+    if not terms:
+        return "0", []
+    return "(" + " + ".join(terms) + ")", params
+
+
+def audit_log_total(*, organization: Organization, filters: AuditLogFilter | None = None) -> RawSQL:
+    """``audit_log_total_sql`` as an expression for a queryset annotation."""
+    sql, params = audit_log_total_sql(organization=organization, filters=filters)
+    return RawSQL(sql, params, output_field=BigIntegerField())  # noqa: S611
