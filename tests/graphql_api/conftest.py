@@ -100,7 +100,10 @@ def live_server_url(django_db_setup: None) -> Iterator[str]:
     from tests.support import free_port, start_serve, stop_serve
 
     port = free_port()
-    server = start_serve(port, {"DATABASE_URL": _database_url(connection.settings_dict)})
+    # Plain HTTP on loopback: cookies without the Secure flag, or a browser would not send
+    # them back.
+    env = {"DATABASE_URL": _database_url(connection.settings_dict), "SECURE_COOKIES": "0"}
+    server = start_serve(port, env)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -23,11 +23,9 @@ README_QUERY = "{ auditLogs(first: 50) { totalCount edges { node { event time us
 
 def call(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     assert url.startswith("http://127.0.0.1:")
-    request = urllib.request.Request(  # noqa: S310 - the local test server
-        url + "/graphql/", data=body, headers=headers, method="POST"
-    )
+    request = urllib.request.Request(url + "/graphql/", data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test server
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -63,3 +61,61 @@ def test_errors_over_http_are_coded(live_server_url: str, db: None) -> None:
     assert status == 200 and body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
     status, body = call(live_server_url, b"{oops", {"Content-Type": "application/json"})
     assert status == 400 and body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_browser_session_through_uvicorn(live_server_url: str, admin: User, settings: Any) -> None:
+    # Sign in on the page, then query with the session cookie: the middleware hooks run
+    # inline on the event loop under ASGI, and the session is saved in a thread.
+    import http.cookiejar
+    import re
+    import urllib.parse
+
+    from django.conf import global_settings
+
+    # The server checks passwords with the production hashers, not the tests' fast one.
+    settings.PASSWORD_HASHERS = global_settings.PASSWORD_HASHERS
+    admin.set_password("a-long-test-password")
+    admin.save(update_fields=["password"])
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None  # report the redirect itself
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirects)
+    login = live_server_url + "/accounts/login/"
+    page = opener.open(login, timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    form = urllib.parse.urlencode(
+        {
+            "username": admin.email,
+            "password": "a-long-test-password",
+            "csrfmiddlewaretoken": token.group(1),
+        }
+    ).encode()
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(
+            urllib.request.Request(login, data=form, headers={"Referer": login}), timeout=10
+        )
+    assert redirect.value.code == 302 and redirect.value.headers["Location"] == "/graphql/"
+    csrf = next(c.value for c in jar if c.name == "csrftoken")
+    assert csrf is not None
+    query = json.dumps({"query": "{ auditLogs(first: 1) { totalCount } }"}).encode()
+
+    def ask(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            live_server_url + "/graphql/",
+            data=query,
+            headers={"Content-Type": "application/json", **headers},
+        )
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = ask({"X-CSRFToken": csrf})
+    assert status == 200 and body["data"]["auditLogs"]["totalCount"] >= 1
+    status, body = ask({})
+    assert status == 403 and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
