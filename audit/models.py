@@ -131,14 +131,23 @@ class AuditActorEmail(models.Model):
 # day never wait for each other. Totals are sums over rows (audit/totals.py).
 
 
-class AuditCountDay(models.Model):
+class AuditCount(models.Model):
+    """What every rollup row holds: an organization, an event type and a count; each
+    rollup adds its time bucket (and, per actor, the actor email) as the rest of its key."""
+
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    day = models.DateField()
     event = models.CharField(max_length=EVENT_MAX_LENGTH)
     n = models.BigIntegerField()
+
+    class Meta:
+        abstract = True
+
+
+class AuditCountDay(AuditCount):
+    day = models.DateField()
 
     class Meta:
         db_table = "audit_count_day"
@@ -150,14 +159,8 @@ class AuditCountDay(models.Model):
         return f"{self.day} {self.event}: {self.n}"
 
 
-class AuditCountHour(models.Model):
-    id = models.BigAutoField(primary_key=True)
-    organization = models.ForeignKey(
-        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+class AuditCountHour(AuditCount):
     hour = models.DateTimeField()
-    event = models.CharField(max_length=EVENT_MAX_LENGTH)
-    n = models.BigIntegerField()
 
     class Meta:
         db_table = "audit_count_hour"
@@ -169,15 +172,9 @@ class AuditCountHour(models.Model):
         return f"{self.hour.isoformat()} {self.event}: {self.n}"
 
 
-class AuditCountActorDay(models.Model):
-    id = models.BigAutoField(primary_key=True)
-    organization = models.ForeignKey(
-        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
+class AuditCountActorDay(AuditCount):
     actor_email = models.CharField(max_length=254)
     day = models.DateField()
-    event = models.CharField(max_length=EVENT_MAX_LENGTH)
-    n = models.BigIntegerField()
 
     class Meta:
         db_table = "audit_count_actor_day"
@@ -192,16 +189,10 @@ class AuditCountActorDay(models.Model):
         return f"{self.actor_email} {self.day} {self.event}: {self.n}"
 
 
-class AuditCountMonth(models.Model):
+class AuditCountMonth(AuditCount):
     """Entries per UTC calendar month (``month`` is its first day) and event type."""
 
-    id = models.BigAutoField(primary_key=True)
-    organization = models.ForeignKey(
-        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
     month = models.DateField()
-    event = models.CharField(max_length=EVENT_MAX_LENGTH)
-    n = models.BigIntegerField()
 
     class Meta:
         db_table = "audit_count_month"
@@ -213,17 +204,11 @@ class AuditCountMonth(models.Model):
         return f"{self.month:%Y-%m} {self.event}: {self.n}"
 
 
-class AuditCountActorMonth(models.Model):
+class AuditCountActorMonth(AuditCount):
     """Entries per actor email, UTC calendar month and event type."""
 
-    id = models.BigAutoField(primary_key=True)
-    organization = models.ForeignKey(
-        "core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
-    )
     actor_email = models.CharField(max_length=254)
     month = models.DateField()
-    event = models.CharField(max_length=EVENT_MAX_LENGTH)
-    n = models.BigIntegerField()
 
     class Meta:
         db_table = "audit_count_actor_month"
