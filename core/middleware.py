@@ -5,8 +5,9 @@ Under ASGI, Django runs each hook of a sync middleware (``process_request``,
 thread and back. With the eight middlewares of a request that was 13 trips, a third of the
 time of a small GraphQL request (docs/PERFORMANCE.md). The hooks of these middlewares do
 no I/O -- they read and write headers, cookies and lazy objects -- so they run inline on
-the event loop here. The one exception is the session save, which writes to the database:
-``SessionMiddleware`` still goes to a thread for it, and only when the session changed.
+the event loop here. The exceptions go to a thread only when they can touch the
+database: ``SessionMiddleware`` when the session changed (to save it), and
+``MessageMiddleware`` when there are messages to store (they may spill into the session).
 
 To add a middleware here, check that none of its hooks can block (database, files,
 network); otherwise leave Django's own in ``MIDDLEWARE``.
@@ -59,8 +60,18 @@ class AuthenticationMiddleware(InlineHooks, auth.AuthenticationMiddleware):
     pass  # only sets the lazy request.user and request.auser
 
 
-class MessageMiddleware(InlineHooks, messages.MessageMiddleware):
-    pass  # cookie storage; a spill into the session is saved by SessionMiddleware
+class MessageMiddleware(messages.MessageMiddleware):
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        self.process_request(request)  # a lazy message store
+        response = await self.get_response(request)  # type: ignore[misc]
+        storage = getattr(request, "_messages", None)
+        if storage is not None and (storage.used or storage.added_new):
+            # Storing messages may spill from the cookie into the session, which may
+            # have to be loaded from the database first.
+            return await sync_to_async(self.process_response, thread_sensitive=True)(
+                request, response
+            )
+        return self.process_response(request, response)
 
 
 class XFrameOptionsMiddleware(InlineHooks, clickjacking.XFrameOptionsMiddleware):
