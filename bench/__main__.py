@@ -11,6 +11,7 @@ Settings (environment):
   BENCH_WORKERS   uvicorn worker processes (default 2, one per core)
   BENCH_IMPORT    events for the import measurement (default 200,000)
   BENCH_OUTPUT    where to write the JSON results (default bench-results.json)
+  BENCH_PORT      the server's port on 127.0.0.1 (default: a free one)
 
 The data lives in its own database (``<name>_bench`` beside DATABASE_URL's, or
 ``auditlog_bench`` on the embedded server), so it never mixes with `make run`'s.
