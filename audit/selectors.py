@@ -34,7 +34,9 @@ from audit.filters import (
     USER_EMAIL_MAX_LENGTH,
     AuditLogFilter,
     actor_emails_matching,
+    actor_emails_matching_sql,
     event_condition,
+    event_values,
 )
 from audit.models import AuditLog
 from audit.totals import audit_log_total, audit_log_total_sql
@@ -132,7 +134,7 @@ def _email_page_ids(
     params: list[Any] = [organization.pk]
     if f.event_types is not None:
         conditions.append("x.event = ANY(%s)")
-        params.append(sorted(e.value for e in f.event_types))
+        params.append(event_values(f.event_types))
     if f.time_from is not None:
         conditions.append("x.time >= %s")
         params.append(f.time_from)
@@ -146,16 +148,16 @@ def _email_page_ids(
         conditions.append("(x.time, x.id) > (%s, %s)")
         params += [before.time, before.id]
     order = "DESC" if forward else "ASC"
+    matching, matching_params = actor_emails_matching_sql(organization, f.user_email)
     # Fixed fragments only; every value is a parameter.
     sql = (
         "SELECT k.id FROM audit_actor_email d CROSS JOIN LATERAL ("  # noqa: S608
         f" SELECT x.time, x.id FROM audit_log x WHERE {' AND '.join(conditions)}"
         f" ORDER BY x.time {order}, x.id {order} LIMIT %s) k"
-        " WHERE d.organization_id = %s AND UPPER(d.email::text) LIKE UPPER(%s)"
+        f" WHERE {matching}"
         f" ORDER BY k.time {order}, k.id {order} LIMIT %s"
     )
-    needle = "%" + connection.ops.prep_for_like_query(f.user_email) + "%"
-    return RawSQL(sql, [*params, limit, organization.pk, needle, limit])  # noqa: S611
+    return RawSQL(sql, [*params, limit, *matching_params, limit])  # noqa: S611
 
 
 def _nearest(queryset: QuerySet[AuditLog]) -> Subquery:

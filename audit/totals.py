@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection
 from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
 
-from audit.filters import AuditLogFilter
+from audit.filters import AuditLogFilter, actor_emails_matching_sql, event_values
 from core.models import Organization
 
 MONTH, DAY, HOUR = "month", "day", "hour"
@@ -83,10 +82,6 @@ def split(span: Span, unit: str) -> tuple[Span | None, list[Span]]:
     return Span(lo, hi), edges
 
 
-_EMAILS = (
-    "actor_email IN (SELECT d.email FROM audit_actor_email d"
-    " WHERE d.organization_id = %s AND UPPER(d.email::text) LIKE UPPER(%s))"
-)
 _ROLLUPS = {
     # (email search?, unit) -> table
     (False, MONTH): "audit_count_month",
@@ -120,14 +115,11 @@ def audit_log_total_sql(
     common_params: list[Any] = [organization.pk]
     if f.event_types is not None:
         common.append("event = ANY(%s)")
-        common_params.append(sorted(e.value for e in f.event_types))
-    if email:
-        assert f.user_email is not None
-        common.append(_EMAILS)
-        common_params += [
-            organization.pk,
-            "%" + connection.ops.prep_for_like_query(f.user_email) + "%",
-        ]
+        common_params.append(event_values(f.event_types))
+    if f.user_email is not None:
+        matching, matching_params = actor_emails_matching_sql(organization, f.user_email)
+        common.append(f"actor_email IN (SELECT d.email FROM audit_actor_email d WHERE {matching})")  # noqa: S608
+        common_params += matching_params
     units = [MONTH, DAY] if email else [MONTH, DAY, HOUR]
 
     terms: list[str] = []

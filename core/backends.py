@@ -10,21 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
+from django.db.models import QuerySet
 
 from core.models import User
 
 
+def _with_role_and_organization(user_id: Any) -> QuerySet[User]:
+    return User._default_manager.select_related("role", "organization").filter(pk=user_id)
+
+
 class UserBackend(ModelBackend):
     def get_user(self, user_id: Any) -> User | None:
-        user = (
-            User._default_manager.select_related("role", "organization").filter(pk=user_id).first()
-        )
+        user = _with_role_and_organization(user_id).first()
         return user if user is not None and self.user_can_authenticate(user) else None
 
     async def aget_user(self, user_id: Any) -> User | None:
-        user = (
-            await User._default_manager.select_related("role", "organization")
-            .filter(pk=user_id)
-            .afirst()
-        )
+        user = await _with_role_and_organization(user_id).afirst()
         return user if user is not None and self.user_can_authenticate(user) else None

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
-from audit.models import AuditLog
 from audit.selectors import AuditLogPosition
 
 _SALT = b"graphql_api.cursors.audit-log"
@@ -61,10 +60,6 @@ def _micros(moment: datetime) -> int:
 def cursor_encode(*, organization_id: int, position: AuditLogPosition) -> str:
     payload = f"{_VERSION}:{organization_id}:{_micros(position.time)}:{position.id}".encode()
     return f"{_b64(payload)}.{_tag(_key(settings.SECRET_KEY), payload)}"
-
-
-def cursor_for_entry(entry: AuditLog) -> str:
-    return cursor_encode(organization_id=entry.organization_id, position=AuditLogPosition.of(entry))
 
 
 def cursor_decode(cursor: str, *, organization_id: int) -> AuditLogPosition:

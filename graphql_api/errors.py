@@ -61,14 +61,12 @@ def _is_deliberate(error: GraphQLError) -> bool:
 
 def _coded(error: GraphQLError) -> GraphQLError:
     if _is_deliberate(error):
-        extensions = dict(error.extensions or {})
-        if isinstance(error.original_error, GraphQLError):
-            extensions = {**(error.original_error.extensions or {}), **extensions}
-        if "code" in extensions:
-            if extensions == error.extensions:
-                return error
-        else:
-            extensions["code"] = ErrorCode.BAD_USER_INPUT.value
+        original = error.original_error
+        inherited = original.extensions if isinstance(original, GraphQLError) else None
+        extensions = {**(inherited or {}), **(error.extensions or {})}
+        extensions.setdefault("code", ErrorCode.BAD_USER_INPUT.value)
+        if extensions == error.extensions:
+            return error
         return GraphQLError(
             error.message,
             nodes=error.nodes,

@@ -55,10 +55,9 @@ def _selected_names(selections: list[Selection]) -> set[str]:
     return names
 
 
-def _page_size(name: str, value: int | None) -> int | None:
+def _check_page_size(name: str, value: int | None) -> None:
     if value is not None and not 0 <= value <= PAGE_SIZE_MAX:
         raise bad_user_input(f"{name} must be between 0 and {PAGE_SIZE_MAX}; got {value}.")
-    return value
 
 
 def _position(name: str, cursor: str | None, organization: Organization) -> AuditLogPosition | None:
@@ -119,8 +118,8 @@ class AuditLogQueries:
         organization = user.organization
         assert organization is not None  # an administrator belongs to an organization
         filters = filter.to_selector_filter() if filter is not None else AuditLogFilter()
-        _page_size("first", first)
-        _page_size("last", last)
+        _check_page_size("first", first)
+        _check_page_size("last", last)
         after_position = _position("after", after, organization)
         before_position = _position("before", before, organization)
 
