@@ -127,8 +127,8 @@ def _email_page_ids(
     entries of each address's range of the (organization, actor_email, time, id) index,
     merged. Bounded by addresses x page size, however many entries the addresses have;
     the plain ``actor_email IN (...)`` form let PostgreSQL read every entry of every
-    matched address and sort them (39 ms instead of 1 ms at 1M entries). Every value is
-    a query parameter."""
+    matched address and sort them (39 ms instead of 1 ms at 1M entries; profiling notes
+    in docs/PERFORMANCE.md). Every value is a query parameter."""
     assert f.user_email is not None
     conditions = ["x.organization_id = %s", "x.actor_email = d.email"]
     params: list[Any] = [organization.pk]

@@ -100,8 +100,8 @@ def audit_log_total_sql(
     from one snapshot, or to select alone.
 
     Written as SQL rather than built with the ORM: compiling the equivalent expression
-    tree cost more than running it (3 ms against 1 ms for a year's window). Fixed
-    fragments only; every value is a parameter."""
+    tree cost more than running it (3 ms against 1 ms for a year's window; profiling
+    notes in docs/PERFORMANCE.md). Fixed fragments only; every value is a parameter."""
     f = filters or AuditLogFilter()
     window = Span(
         f.time_from.astimezone(UTC) if f.time_from is not None else None,

@@ -61,8 +61,9 @@ _JOINED: list[tuple[type[models.Model], str]] = [
 def _token_query() -> tuple[str, list[list[str]]]:
     """SELECT the token, its user, the user's role and organization, every column of each.
 
-    Written once as SQL: the ORM spent 1.1 ms compiling the same four-table select_related
-    query on every request, for a query that runs in 0.2 ms (docs/PERFORMANCE.md)."""
+    Written once as SQL: through the ORM's select_related query a lookup took 1.1-1.2 ms,
+    mostly compiling it on every request; this one takes 0.4 ms (profiling notes in
+    docs/PERFORMANCE.md)."""
     columns, attnames = [], []
     for model, alias in _JOINED:
         fields = model._meta.concrete_fields

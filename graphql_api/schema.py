@@ -9,8 +9,8 @@ strawberry-django's optimizer is applied where querysets are built: ``auditLogs`
 loads only the columns of the selected fields. Its schema extension,
 ``DjangoOptimizerExtension``, is not installed: it does the same for resolvers that
 return querysets (none here), through a hook that graphql-core then calls for every field
-of every entry, which cost 40% of the execution time of a 50-entry page
-(docs/PERFORMANCE.md). A future resolver that returns a queryset calls ``optimize`` too.
+of every entry, which cost 40% of the execution time of a 50-entry page (profiling notes
+in docs/PERFORMANCE.md). A future resolver that returns a queryset calls ``optimize`` too.
 """
 
 from __future__ import annotations
