@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import strawberry
 import strawberry_django
 from strawberry import relay
 from strawberry.scalars import JSON
+from strawberry_django.fields.field import StrawberryDjangoField
 
 from audit.events import AuditEventType as AuditEventVocabulary
 from audit.models import AuditLog as AuditLogModel
@@ -59,6 +61,37 @@ class AuditUser:
     )
 
 
+class EntryField(StrawberryDjangoField):
+    """A field of AuditLog computed from the entry's loaded columns alone.
+
+    strawberry-django resolves every field of a model type through its own machinery,
+    made for relations, deferred columns and querysets, and strawberry adds its argument
+    and extension handling around any field with a resolver. An entry field needs none of
+    it: the page query loads the columns of every selected field (the optimizer reads them
+    from these fields, graphql_api/queries.py), so the field is a plain function of the
+    entry and takes strawberry's fast path for fields without a resolver. A page of 50
+    entries executes in 5.4 ms instead of 8.3 ms (docs/PERFORMANCE.md).
+    """
+
+    @property
+    def is_basic_field(self) -> bool:
+        return True
+
+    def get_result(self, source: Any, info: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if self.base_resolver is None:
+            return getattr(source, self.attname)
+        # As strawberry calls a resolver on a type: both self and root are the entry.
+        return self.base_resolver(source, source)
+
+    @cached_property
+    def attname(self) -> str:
+        return self.django_name or self.python_name
+
+
+def entry_field(description: str, **options: Any) -> Any:
+    return strawberry_django.field(field_cls=EntryField, description=description, **options)
+
+
 def audit_user_id(user_pk: int) -> strawberry.ID:
     return strawberry.ID(relay.to_base64("User", user_pk))
 
@@ -76,18 +109,13 @@ class AuditLog(relay.Node):
     # The model's id is the node's id. Declared, so that strawberry does not search the
     # annotations for it on every entry of every page.
     id: relay.NodeID[int]
-    event: AuditEventType = strawberry_django.field(  # type: ignore[valid-type]
-        description="What happened."
-    )
+    event: AuditEventType = entry_field("What happened.")  # type: ignore[valid-type]
 
-    @strawberry_django.field(
+    @entry_field(
+        "Who did it; null for system events (such as SESSION_EXPIRED), which have no user.",
         only=["actor_id", "actor_email", "actor_name"],
-        description=(
-            "Who did it; null for system events (such as SESSION_EXPIRED), which have no user."
-        ),
     )
-    async def user(self, root: AuditLogModel) -> AuditUser | None:
-        # async: it reads loaded columns only, so it needs no thread hop per entry.
+    def user(self, root: AuditLogModel) -> AuditUser | None:
         if root.actor_email is None:
             return None
         return AuditUser(
@@ -96,19 +124,15 @@ class AuditLog(relay.Node):
             name=root.actor_name or None,
         )
 
-    ip: str | None = strawberry_django.field(
-        description=(
-            "The client's IP address (behind trusted proxies, the real client's); null "
-            "when the action did not come from a request, e.g. system events."
-        )
+    ip: str | None = entry_field(
+        "The client's IP address (behind trusted proxies, the real client's); null "
+        "when the action did not come from a request, e.g. system events."
     )
-    details: JSON = strawberry_django.field(
-        description=(
-            "A JSON object with the event's context: the resource, session or role "
-            "concerned. Always an object, possibly empty."
-        )
+    details: JSON = entry_field(
+        "A JSON object with the event's context: the resource, session or role "
+        "concerned. Always an object, possibly empty."
     )
-    time: datetime = strawberry_django.field(description="When it happened, in UTC (ISO 8601).")
+    time: datetime = entry_field("When it happened, in UTC (ISO 8601).")
 
 
 @strawberry.type(
