@@ -12,15 +12,14 @@ Unknown fields are errors, so that a misspelt field is not silently dropped.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
 from audit.events import AuditEventType
 from audit.services import AuditEntryDraft
-from core.client_ip import unmap_ipv4
+from core.client_ip import normalized_ip
 
 ALLOWED_FIELDS = frozenset({"event", "time", "user_email", "user_name", "ip", "details"})
 _EVENTS = frozenset(AuditEventType.values)
@@ -49,8 +48,8 @@ def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
         ) from None
     if not isinstance(data, dict):
         raise ImportLineError(line_number, "each line must be a JSON object")
-    unknown = set(data) - ALLOWED_FIELDS
-    if unknown:
+    if not ALLOWED_FIELDS.issuperset(data):
+        unknown = set(data) - ALLOWED_FIELDS
         raise ImportLineError(line_number, f"unknown field(s): {', '.join(sorted(unknown))}")
     return AuditEntryDraft(
         event=_event(data, line_number),
@@ -62,12 +61,48 @@ def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
     )
 
 
-def iter_drafts(stream: IO[bytes]) -> Iterator[AuditEntryDraft]:
-    """Every draft of a file, in file order; raises ImportLineError at the first bad line."""
+class InvalidLines(ValueError):
+    """A file with invalid lines: the first ``MAX_REPORTED_ERRORS`` of them, and how many."""
+
+    def __init__(self, errors: list[ImportLineError], count: int) -> None:
+        super().__init__(f"{count} invalid line(s) (first: line {errors[0].line_number})")
+        self.errors = errors
+        self.count = count
+
+
+MAX_REPORTED_ERRORS = 50
+
+
+def iter_drafts(
+    stream: IO[bytes], on_bytes: Callable[[int], None] | None = None
+) -> Iterator[AuditEntryDraft]:
+    """Every draft of a file, in file order, validated as it is read (one pass).
+
+    At the first invalid line it stops yielding, reads on to the end of the file to find
+    every other invalid line, and raises InvalidLines: the caller loads the drafts in a
+    transaction, which then rolls back what it had written. ``on_bytes`` is told how many
+    bytes have been read, every 10,000 lines.
+    """
+    errors: list[ImportLineError] = []
+    count = 0
+    read = 0
     for number, raw in enumerate(stream, 1):
-        draft = parse_line(raw, number)
-        if draft is not None:
+        read += len(raw)
+        if on_bytes is not None and number % 10_000 == 0:
+            on_bytes(read)
+        try:
+            draft = parse_line(raw, number)
+        except ImportLineError as exc:
+            count += 1
+            if len(errors) < MAX_REPORTED_ERRORS:
+                errors.append(exc)
+            continue
+        if draft is not None and not count:
             yield draft
+    if on_bytes is not None:
+        on_bytes(read)
+    if count:
+        raise InvalidLines(errors, count)
 
 
 def _event(data: dict[str, Any], n: int) -> str:
@@ -119,7 +154,7 @@ def _ip(data: dict[str, Any], n: int) -> str | None:
     if not isinstance(value, str):
         raise ImportLineError(n, "ip must be a string")
     try:
-        return str(unmap_ipv4(ipaddress.ip_address(value.strip())))
+        return normalized_ip(value.strip())
     except ValueError:
         raise ImportLineError(n, f"invalid ip {value!r}") from None
 

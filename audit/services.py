@@ -78,6 +78,8 @@ class AuditEntryDraft:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+# One encoder for every row (json.dumps with cls= builds a new one per call).
+_DETAILS_ENCODER: Final = DjangoJSONEncoder()
 _COPY_SQL = (
     "COPY audit_log (organization_id, event, actor_id, actor_email, actor_name, ip, details, time)"
     " FROM STDIN"
@@ -122,7 +124,7 @@ def audit_log_bulk_create(
                     email,
                     name,
                     draft.ip,
-                    json.dumps(draft.details, cls=DjangoJSONEncoder),
+                    _DETAILS_ENCODER.encode(draft.details),
                     draft.time,
                 )
             )

@@ -11,6 +11,7 @@ its header is read only if it *is* a trusted proxy. Run uvicorn with ``--no-prox
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Sequence
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,6 +32,23 @@ def parse_ip(value: str) -> IPAddress | None:
         return unmap_ipv4(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def normalized_ip(text: str) -> str:
+    """The canonical text of an exact IP address (IPv4-mapped IPv6 as IPv4); ValueError
+    when ``text`` is not one. Nothing is tolerated around the address.
+
+    Canonical dotted-quad IPv4, by far the most common input, is recognised by the C
+    library (strict on Linux: four decimal octets, no leading zeros) and returned as is,
+    about eight times faster than building an ``ipaddress`` object; anything else goes through
+    ``ipaddress``, which decides.
+    """
+    try:
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text:
+            return text
+    except (OSError, ValueError):
+        pass
+    return str(unmap_ipv4(ipaddress.ip_address(text)))
 
 
 def unmap_ipv4(address: IPAddress) -> IPAddress:

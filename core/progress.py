@@ -10,12 +10,18 @@ from typing import TextIO
 
 class ProgressBar:
     def __init__(
-        self, total: int, label: str, stream: TextIO | None = None, width: int = 30
+        self,
+        total: int,
+        label: str,
+        stream: TextIO | None = None,
+        width: int = 30,
+        unit: str = "",
     ) -> None:
         self.total = max(total, 0)
         self.label = label
         self.stream = stream or sys.stderr
         self.width = width
+        self.unit = f" {unit}" if unit else ""
         self.enabled = self.stream.isatty()
         self.started = time.monotonic()
         self._last_draw = 0.0
@@ -32,7 +38,7 @@ class ProgressBar:
         rate = done / (now - self.started) if now > self.started else 0.0
         self.stream.write(
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
-            f"{done:,}/{self.total:,} ({fraction:.0%}, {rate:,.0f}/s)"
+            f"{done:,}/{self.total:,}{self.unit} ({fraction:.0%}, {rate:,.0f}{self.unit}/s)"
         )
         self.stream.flush()
 

@@ -1,4 +1,4 @@
-"""import_audit_events: validates the whole file first; imports all or nothing, in order."""
+"""import_audit_events: validates every line as it loads it; imports all or nothing, in order."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db.models import Sum
 
-from audit.models import AuditLog
+from audit.models import AuditCountDay, AuditLog
 from core.models import Organization, User
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +93,22 @@ def test_an_invalid_line_is_reported_with_its_number_and_nothing_is_imported(
     reported = err.getvalue()
     assert "line 3: " in reported and message in reported.split("line 3: ", 1)[1]
     assert AuditLog.objects.count() == before
+
+
+def test_a_bad_line_after_thousands_of_loaded_ones_leaves_nothing_behind(
+    tmp_path: Path, paid_org: Organization
+) -> None:
+    good = json.dumps(GOOD[0])
+    lines = [good] * 25_000 + ["{"] + [good] * 10 + ['{"event": "NOPE"}']
+    path = write(tmp_path, lines)
+    before = AuditLog.objects.count()
+    rollup_before = AuditCountDay.objects.aggregate(n=Sum("n"))["n"]
+    err = StringIO()
+    with pytest.raises(CommandError, match="2 invalid line"):
+        call_command("import_audit_events", paid_org.slug, str(path), stdout=StringIO(), stderr=err)
+    assert "line 25001:" in err.getvalue() and "line 25012:" in err.getvalue()
+    assert AuditLog.objects.count() == before
+    assert AuditCountDay.objects.aggregate(n=Sum("n"))["n"] == rollup_before
 
 
 def test_every_bad_line_is_reported(tmp_path: Path, paid_org: Organization) -> None:

@@ -9,7 +9,7 @@ from django.test import RequestFactory, override_settings
 
 from audit.context import audit_context_get
 from audit.middleware import AuditContextMiddleware
-from core.client_ip import client_ip
+from core.client_ip import client_ip, normalized_ip
 
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8:ffff::/48")]
 
@@ -63,3 +63,39 @@ def test_middleware_puts_the_real_ip_in_the_audit_context() -> None:
     middleware(factory.get("/", REMOTE_ADDR="203.0.113.1", HTTP_X_FORWARDED_FOR="198.51.100.9"))
     assert seen == ["198.51.100.9", "203.0.113.1"]
     assert audit_context_get().ip is None  # reset after the request
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("203.0.113.5", "203.0.113.5"),
+        ("10.0.0.0", "10.0.0.0"),
+        ("255.255.255.255", "255.255.255.255"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("::1", "::1"),
+    ],
+)
+def test_normalized_ip(text: str, expected: str) -> None:
+    assert normalized_ip(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "01.2.3.4",
+        "1.2.3.04",
+        "1.2.3",
+        "256.1.1.1",
+        " 1.2.3.4",
+        "1.2.3.4\x00",
+        "1.2.3.4:80",
+        "",
+        "x",
+    ],
+)
+def test_normalized_ip_refuses_what_ipaddress_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        ipaddress.ip_address(text)
+    with pytest.raises(ValueError):
+        normalized_ip(text)
