@@ -9,7 +9,7 @@ Settings (environment):
   BENCH_SCALE=1   also measure at 100,000, 1,000,000 and 10,000,000 events (ratios to 100k)
   BENCH_DURATION  seconds per shape and concurrency (default 10)
   BENCH_WORKERS   uvicorn worker processes (default 2, one per core)
-  BENCH_IMPORT    events for the import measurement (default 200,000)
+  BENCH_IMPORT    events for the import measurement (default 1,000,000)
   BENCH_OUTPUT    where to write the JSON results (default bench-results.json)
   BENCH_PORT      the server's port on 127.0.0.1 (default: a free one)
 
@@ -173,7 +173,7 @@ def main() -> None:
     scale = os.environ.get("BENCH_SCALE", "") == "1"
     duration = float(os.environ.get("BENCH_DURATION", "10"))
     workers = _env_int("BENCH_WORKERS", 2)
-    import_events = _env_int("BENCH_IMPORT", 200_000)
+    import_events = _env_int("BENCH_IMPORT", 1_000_000)
     output = Path(os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     sizes = sorted({100_000, 1_000_000, 10_000_000, events}) if scale else [events]
 
@@ -322,7 +322,7 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['name']} {r['title']} | {r['events']:,} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
             f"{r['p99_ms']:.2f} | {r['rps_c1']:,} | {r['rps_c8']:,} | {r['p95_c8_ms']:.2f} | "
-            f"{r['statements']} | {r['floor_ms']:.3f} | {r['ratio']} |"
+            f"{r['statements']} | {r['floor_ms']:.3f} | {r['ratio'] or '-'} |"
         )
     sizes = report["dataset"]["sizes"]
     if len(sizes) > 1:

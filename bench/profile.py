@@ -8,7 +8,11 @@ process, on the ``<name>_bench`` database:
 * a year's total, written as SQL (audit/totals.py), run alone;
 * the page + total of S2 from the selector;
 * executing the S1 and S8 documents against the schema, without HTTP, with the caller
-  already resolved.
+  already resolved;
+* graphql-core alone executing the S1 document over the S1 response itself: the schema
+  of schema.graphql, default resolvers reading the response's dicts. This is the cost of
+  the GraphQL execution algorithm for that selection, with no Strawberry, Django or
+  database work: a floor under any server written on graphql-core.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import graphql
 
 from bench.__main__ import ROOT, bench_database_urls
 
@@ -93,6 +99,17 @@ def main() -> None:
     for name, document in (("S1 page of 50", QUERY_PAGE), ("S8 total only", QUERY_TOTAL)):
         took = asyncio.run(_mean_ms_async(lambda d=document: execute(d)))  # type: ignore[misc]
         print(f"schema execution, {name}: {took:.3f} ms")
+
+    context = GraphQLContext(request=request, response=HttpResponse())
+    context._caller = Caller(user=admin)
+    response = asyncio.run(schema.execute(QUERY_PAGE, context_value=context)).data
+    plain = graphql.build_schema((ROOT / "schema.graphql").read_text())
+    document = graphql.parse(QUERY_PAGE)
+    assert not graphql.validate(plain, document)
+    check = graphql.execute(plain, document, root_value=response)
+    assert not isinstance(check, Awaitable) and check.data == response, "not the same response"
+    took = _mean_ms(lambda: graphql.execute(plain, document, root_value=response))
+    print(f"graphql-core alone, S1 document over its own response: {took:.3f} ms")
 
 
 if __name__ == "__main__":

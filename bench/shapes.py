@@ -1,5 +1,5 @@
 """The request shapes of the benchmark (S1-S8), as the admin page and integrations send
-them."""
+them, and S0, the stack's own cost."""
 
 from __future__ import annotations
 
@@ -39,6 +39,9 @@ def shapes(now: datetime, deep_cursor: str) -> list[Shape]:
         "to": (now - timedelta(days=30, minutes=43)).isoformat(),
     }
     return [
+        # Not a shape of the issue: what the stack costs before any work (no token lookup,
+        # no SQL), the floor under every other line.
+        Shape("S0", "baseline: { __typename } only", "{ __typename }"),
         Shape("S1", "page only, no filter", QUERY_PAGE),
         Shape("S2", "page + total, no filter", QUERY_PAGE_TOTAL),
         Shape(
