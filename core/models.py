@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -117,6 +118,17 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
+class ApiTokenScope(models.TextChoices):
+    """What a token may be used for, on top of what its user may do."""
+
+    READ = "read", "Read what the token's user may read (the default)"
+    AUDIT_WRITE = "audit:write", "Record audit events into the user's organization"
+
+
+def _default_scopes() -> list[str]:
+    return [ApiTokenScope.READ.value]
+
+
 class ApiToken(models.Model):
     """A bearer token for integrations. Only the SHA-256 of the secret is stored; the secret
     itself is shown once, when the token is created (core.services.api_token_create)."""
@@ -130,12 +142,26 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    scopes = ArrayField(
+        models.CharField(max_length=32, choices=ApiTokenScope.choices),
+        default=_default_scopes,
+        help_text="What the token may be used for (ApiTokenScope); never empty.",
+    )
 
     class Meta:
         ordering = ("-created_at",)
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(scopes__contained_by=ApiTokenScope.values) & Q(scopes__len__gt=0),
+                name="api_token_scopes_known",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name or 'unnamed'})"
+
+    def has_scope(self, scope: ApiTokenScope) -> bool:
+        return scope.value in self.scopes
 
     def is_usable(self, now: Any = None) -> bool:
         now = now or timezone.now()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from django.utils import timezone
 
 from audit.events import AuditEventType
 from audit.services import UNSET, Unset, audit_log_record
-from core.models import ApiToken, Organization, Role, User, normalize_email
+from core.models import ApiToken, ApiTokenScope, Organization, Role, User, normalize_email
 
 TOKEN_PREFIX = "alog_"  # noqa: S105 - a marker, not a secret
 
@@ -247,12 +248,24 @@ def api_token_hash(secret: str) -> str:
 
 
 def api_token_create(
-    *, user: User, name: str = "", expires_at: datetime | None = None
+    *,
+    user: User,
+    name: str = "",
+    expires_at: datetime | None = None,
+    scopes: Iterable[str] = (ApiTokenScope.READ,),
 ) -> tuple[ApiToken, str]:
     """Create a token; returns it with its secret, which is not stored and cannot be shown
-    again."""
+    again. ``scopes`` (ApiTokenScope values) default to read only."""
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError("the expiry must be in the future")
+    wanted = list(dict.fromkeys(str(scope) for scope in scopes))
+    unknown = [scope for scope in wanted if scope not in ApiTokenScope.values]
+    if unknown:
+        raise ValidationError(
+            f"unknown scope(s): {', '.join(unknown)} (known: {', '.join(ApiTokenScope.values)})"
+        )
+    if not wanted:
+        raise ValidationError("a token needs at least one scope")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -260,6 +273,7 @@ def api_token_create(
         prefix=secret[: len(TOKEN_PREFIX) + 6],
         token_hash=api_token_hash(secret),
         expires_at=expires_at,
+        scopes=wanted,
     )
     return token, secret
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from core.authentication import (
@@ -14,7 +15,7 @@ from core.authentication import (
     bearer_credentials,
 )
 from core.backends import UserBackend
-from core.models import User
+from core.models import ApiToken, ApiTokenScope, User
 from core.predicates import user_may_read_audit_logs
 from core.services import api_token_create
 
@@ -42,6 +43,27 @@ def test_token_user_is_loaded_with_role_and_organization(admin: User) -> None:
     with CaptureQueriesContext(connection) as captured:
         assert user_may_read_audit_logs(token.user)
     assert len(captured) == 0
+
+
+def test_an_authenticated_token_carries_its_scopes(admin: User) -> None:
+    _, secret = api_token_create(user=admin, scopes=[ApiTokenScope.AUDIT_WRITE])
+    token = api_token_authenticate(BearerCredentials(secret))
+    assert token is not None and token.scopes == ["audit:write"]
+    assert token.has_scope(ApiTokenScope.AUDIT_WRITE) and not token.has_scope(ApiTokenScope.READ)
+
+
+@pytest.mark.parametrize("scopes", [[], ["admin"], ["read", "audit:delete"]])
+def test_a_token_needs_known_scopes(admin: User, scopes: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        api_token_create(user=admin, scopes=scopes)
+    assert not ApiToken.objects.filter(user=admin).exists()
+
+
+@pytest.mark.parametrize("scopes", [[], ["admin"]])
+def test_the_database_refuses_unknown_scopes(admin: User, scopes: list[str]) -> None:
+    token, _ = api_token_create(user=admin)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApiToken.objects.filter(pk=token.pk).update(scopes=scopes)
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from audit.events import AuditEventType
 from audit.models import AuditLog
-from core.models import ApiToken, Organization, User
+from core.models import ApiToken, ApiTokenScope, Organization, User
 from core.services import api_token_hash
 
 pytestmark = pytest.mark.django_db
@@ -98,6 +98,36 @@ def test_create_api_token_prints_only_the_token_and_stores_its_hash(admin: User)
 def test_create_api_token_with_expiry(admin: User) -> None:
     run("create_api_token", admin.email, "--expires-in-days", "7")
     assert ApiToken.objects.get(user=admin).expires_at is not None
+
+
+def test_create_api_token_is_read_only_by_default(admin: User) -> None:
+    run("create_api_token", admin.email)
+    token = ApiToken.objects.get(user=admin)
+    assert token.scopes == ["read"]
+    assert token.has_scope(ApiTokenScope.READ) and not token.has_scope(ApiTokenScope.AUDIT_WRITE)
+
+
+def test_create_api_token_with_scopes(admin: User) -> None:
+    run("create_api_token", admin.email, "--scope", "audit:write")
+    run(
+        "create_api_token",
+        admin.email,
+        "--scope",
+        "audit:write",
+        "--scope",
+        "read",
+        "--scope",
+        "read",
+    )
+    only_write, both = ApiToken.objects.filter(user=admin).order_by("pk")
+    assert only_write.scopes == ["audit:write"] and not only_write.has_scope(ApiTokenScope.READ)
+    assert both.scopes == ["audit:write", "read"]
+
+
+def test_create_api_token_unknown_scope(admin: User, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(CommandError, match="invalid choice: 'admin'"):
+        run("create_api_token", admin.email, "--scope", "admin")
+    assert not ApiToken.objects.filter(user=admin).exists()
 
 
 def test_create_api_token_unknown_user(db: None) -> None:

@@ -1,4 +1,4 @@
-"""manage.py create_api_token EMAIL [--name NAME] [--expires-in-days N]
+"""manage.py create_api_token EMAIL [--name NAME] [--expires-in-days N] [--scope SCOPE ...]
 
 Prints the new token alone on stdout (for scripts: TOKEN=$(manage.py create_api_token ...)).
 """
@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from core.models import User
+from core.models import ApiTokenScope, User
 from core.services import api_token_create
 
 
@@ -23,6 +23,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--expires-in-days", type=int, default=None, help="Expiry (default: never)."
         )
+        parser.add_argument(
+            "--scope",
+            action="append",
+            choices=ApiTokenScope.values,
+            dest="scopes",
+            help=(
+                "What the token may be used for; repeat for several. "
+                + "; ".join(f"{s.value}: {s.label}" for s in ApiTokenScope)
+                + f". Default: {ApiTokenScope.READ.value}."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -34,7 +45,12 @@ class Command(BaseCommand):
             raise CommandError("--expires-in-days must be a positive number of days")
         expires_at = timezone.now() + timedelta(days=days) if days else None
         try:
-            _, secret = api_token_create(user=user, name=options["name"], expires_at=expires_at)
+            _, secret = api_token_create(
+                user=user,
+                name=options["name"],
+                expires_at=expires_at,
+                scopes=options["scopes"] or [ApiTokenScope.READ],
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(secret)
