@@ -47,7 +47,3 @@ class ProgressBar:
             self.update(self.total)
             self.stream.write("\n")
             self.stream.flush()
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started

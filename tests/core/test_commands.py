@@ -124,7 +124,7 @@ def test_create_api_token_with_scopes(admin: User) -> None:
     assert both.scopes == ["audit:write", "read"]
 
 
-def test_create_api_token_unknown_scope(admin: User, capsys: pytest.CaptureFixture[str]) -> None:
+def test_create_api_token_unknown_scope(admin: User) -> None:
     with pytest.raises(CommandError, match="invalid choice: 'admin'"):
         run("create_api_token", admin.email, "--scope", "admin")
     assert not ApiToken.objects.filter(user=admin).exists()
