@@ -13,6 +13,9 @@ Indexes serve the filters of the auditLogs API together with its order, newest f
 * ``audit_log_org_email_time`` -- exact actor emails (a user-email search resolves the
   matching addresses first, then reads each one's range)
 * ``audit_log_actor``          -- clearing the actor link when a user is deleted
+* ``audit_log_org_stream``     -- the live stream: an organization's entries in stream
+  order ``(stream_txid, id)`` (graphql_api/stream.py)
+* ``audit_log_org_idempotency_key`` (unique) -- an integration's key, once per organization
 
 ``AuditActorEmail`` is the directory of every actor email an organization's entries
 carry, kept by the database itself (migration 0003): a user-email search first finds the
@@ -22,7 +25,7 @@ instead of testing the email of every entry.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.db import models
 from django.db.models import F, Func, Q, Value
@@ -30,6 +33,23 @@ from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from audit.events import EVENT_MAX_LENGTH, AuditEventType
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 200
+
+
+class TransactionIdField(models.Field):  # type: ignore[type-arg]
+    """A PostgreSQL ``xid8``: a 64-bit transaction id that never wraps around, read as int."""
+
+    description = "PostgreSQL transaction id (xid8)"
+
+    def db_type(self, connection: Any) -> str:
+        return "xid8"
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> int | None:
+        return None if value is None else int(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        return None if value is None else str(int(value))
 
 
 class AuditLog(models.Model):
@@ -57,6 +77,20 @@ class AuditLog(models.Model):
     ip = models.GenericIPAddressField(null=True, blank=True, help_text="The client's address.")
     details = models.JSONField(default=dict, help_text="A JSON object with the event's context.")
     time = models.DateTimeField(default=timezone.now, help_text="When it happened (UTC).")
+    # NULL (not "") for entries recorded by the platform itself or imported.
+    idempotency_key = models.CharField(  # noqa: DJ001
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The key an integration sent it with (recordAuditEvents); unique per organization.",
+    )
+    stream_txid = TransactionIdField(
+        null=True,
+        editable=False,
+        db_default=Func(function="pg_current_xact_id", output_field=TransactionIdField()),
+        help_text="The inserting transaction's id: the entry's place in the live stream.",
+    )
 
     class Meta:
         db_table = "audit_log"
@@ -73,8 +107,18 @@ class AuditLog(models.Model):
             models.Index(
                 fields=["actor"], condition=Q(actor__isnull=False), name="audit_log_actor"
             ),
+            models.Index(
+                fields=["organization", "stream_txid", "id"],
+                condition=Q(stream_txid__isnull=False),
+                name="audit_log_org_stream",
+            ),
         ]
         constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="audit_log_org_idempotency_key",
+            ),
             models.CheckConstraint(
                 condition=Q(event__in=AuditEventType.values), name="audit_log_event_known"
             ),

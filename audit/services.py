@@ -5,6 +5,8 @@
   context of the request or job (audit/context.py); explicit arguments win.
 * ``audit_log_bulk_create`` -- many entries through COPY, in one transaction, in the
   order given (ids increase in that order). For imports and demo data.
+* ``audit_log_record_batch`` -- events sent by an integration (recordAuditEvents), each with
+  an idempotency key: all of them or none, and a retried batch records nothing twice.
 
 Other parts of the platform (sessions, cloud resources, credentials) record their events
 by calling ``audit_log_record`` with the event type and details of their action.
@@ -13,9 +15,10 @@ by calling ``audit_log_record`` with the event type and details of their action.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from django.core.exceptions import ValidationError
@@ -25,8 +28,8 @@ from django.utils import timezone
 
 from audit.context import audit_context_get
 from audit.events import AuditEventType
-from audit.models import AuditLog
-from core.client_ip import parse_ip
+from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH, AuditLog
+from core.client_ip import normalized_ip, parse_ip
 from core.models import Organization, User
 
 
@@ -134,6 +137,219 @@ def audit_log_bulk_create(
     if on_progress is not None:
         on_progress(count)
     return count
+
+
+# --- batches from integrations ---------------------------------------------------------------
+
+BATCH_MAX_EVENTS: Final = 1_000
+# How far ahead of the server's clock an event's time may be (clock skew between systems).
+FUTURE_TOLERANCE: Final = timedelta(minutes=5)
+# The encoded details of one event; a batch as a whole is bounded by the request size limit.
+DETAILS_MAX_BYTES: Final = 65_536
+USER_EMAIL_MAX_LENGTH: Final = 254
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEventSubmission:
+    """One event as an integration sends it. A naive ``time`` is taken as UTC; None is now."""
+
+    idempotency_key: str
+    event: str
+    user_email: str | None = None
+    ip: str | None = None
+    # As decoded from the client's JSON; anything but a mapping (or None) is a problem.
+    details: object = None
+    time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionProblem:
+    """What is wrong with one event of a batch: its index, the field and why."""
+
+    index: int
+    field: str
+    message: str
+
+
+class InvalidSubmissions(ValueError):
+    """A batch was refused, and nothing written, because of these problems."""
+
+    def __init__(self, problems: Sequence[SubmissionProblem]) -> None:
+        super().__init__(f"{len(problems)} invalid event(s)")
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """The entry of one submitted event; ``created`` is False when an earlier call with the
+    same idempotency key recorded it (that entry is returned, as it was recorded)."""
+
+    entry_id: int
+    time: datetime
+    stream_txid: int | None
+    created: bool
+
+
+_BATCH_INSERT = """
+INSERT INTO audit_log (organization_id, idempotency_key, event, actor_id, actor_email,
+                       actor_name, ip, details, time)
+SELECT %s, i.key, i.event, i.actor_id, i.actor_email, i.actor_name, i.ip, i.details, i.time
+FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::inet[],
+            %s::jsonb[], %s::timestamptz[])
+     WITH ORDINALITY AS i(key, event, actor_id, actor_email, actor_name, ip, details, time, n)
+ORDER BY i.n
+ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+RETURNING idempotency_key, id, time, stream_txid::text
+"""
+_BATCH_EXISTING = """
+SELECT idempotency_key, id, time, stream_txid::text FROM audit_log
+WHERE organization_id = %s AND idempotency_key = ANY(%s::text[]) AND idempotency_key IS NOT NULL
+"""
+
+
+def audit_log_record_batch(
+    *, organization: Organization, submissions: Sequence[AuditEventSubmission]
+) -> list[RecordedEvent]:
+    """Record a batch from an integration, in the order given; one result per submission.
+
+    Every submission is checked first: any problem refuses the whole batch with
+    ``InvalidSubmissions`` (listing every problem) and writes nothing. Keys already
+    recorded for the organization, by an earlier call or by a concurrent one that
+    committed first, are not recorded again: their existing entries are returned. A user
+    email that belongs to a member of the organization links the entry to that member.
+    """
+    if len(submissions) > BATCH_MAX_EVENTS:
+        raise InvalidSubmissions(
+            [
+                SubmissionProblem(
+                    BATCH_MAX_EVENTS,
+                    "events",
+                    f"at most {BATCH_MAX_EVENTS} events per call; got {len(submissions)}",
+                )
+            ]
+        )
+    if not submissions:
+        return []
+    now = timezone.now()
+    problems: list[SubmissionProblem] = []
+    first_index: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
+    for index, submission in enumerate(submissions):
+        row, found = _checked(index, submission, now, first_index)
+        problems += found
+        rows.append(row)
+    if problems:
+        raise InvalidSubmissions(problems)
+
+    emails = {row[3].lower() for row in rows if row[3] is not None}
+    members = {
+        email: (pk, name)
+        for pk, email, name in User.objects.filter(
+            organization=organization, email__in=emails
+        ).values_list("pk", "email", "name")
+    }
+    columns: list[list[Any]] = [[] for _ in range(8)]
+    for key, event, email, ip, details, moment in (
+        (r[0], r[1], r[3], r[4], r[5], r[6]) for r in rows
+    ):
+        member = members.get(email.lower()) if email is not None else None
+        values = (
+            key,
+            event,
+            member[0] if member else None,
+            email.lower() if member else email,
+            (member[1] or None) if member else None,
+            ip,
+            details,
+            moment,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    keys = columns[0]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_BATCH_INSERT, [organization.pk, *columns])
+        created = {row[0]: row for row in cursor.fetchall()}
+        existing: dict[str, Any] = {}
+        if len(created) < len(keys):
+            cursor.execute(
+                _BATCH_EXISTING, [organization.pk, [k for k in keys if k not in created]]
+            )
+            existing = {row[0]: row for row in cursor.fetchall()}
+    results = []
+    for key in keys:
+        row = created.get(key) or existing[key]
+        results.append(
+            RecordedEvent(
+                entry_id=row[1],
+                time=row[2],
+                stream_txid=int(row[3]) if row[3] is not None else None,
+                created=key in created,
+            )
+        )
+    return results
+
+
+# A \u0000 escape in JSON text (preceded by an even number of backslashes).
+_JSON_NUL: Final = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_NUL = "must not contain the NUL character (U+0000), which PostgreSQL cannot store"
+
+
+def _checked(
+    index: int, submission: AuditEventSubmission, now: datetime, first_index: dict[str, int]
+) -> tuple[tuple[Any, ...], list[SubmissionProblem]]:
+    """One submission as a row (key, event, None, email, ip, details JSON, time) and its
+    problems."""
+    problems: list[SubmissionProblem] = []
+
+    def problem(field_name: str, message: str) -> None:
+        problems.append(SubmissionProblem(index, field_name, message))
+
+    key = submission.idempotency_key
+    if "\x00" in key:
+        problem("idempotencyKey", _NUL)
+    elif not key or not key.strip():
+        problem("idempotencyKey", "must not be blank")
+    elif len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        problem("idempotencyKey", f"must be at most {IDEMPOTENCY_KEY_MAX_LENGTH} characters")
+    elif key in first_index:
+        problem("idempotencyKey", f"repeats the key of event {first_index[key]} of this batch")
+    else:
+        first_index[key] = index
+    event = submission.event
+    if event not in AuditEventType.values:
+        problem("event", f"unknown event type {event!r}")
+    email = submission.user_email.strip() if submission.user_email is not None else None
+    if email is not None and len(email) > USER_EMAIL_MAX_LENGTH:
+        problem("userEmail", f"must be at most {USER_EMAIL_MAX_LENGTH} characters")
+    elif email is not None and "\x00" in email:
+        problem("userEmail", _NUL)
+    ip: str | None = None
+    if submission.ip is not None and submission.ip != "":
+        try:
+            ip = normalized_ip(submission.ip)
+        except ValueError:
+            problem("ip", f"{submission.ip[:60]!r} is not an IPv4 or IPv6 address")
+    details_json = "{}"
+    if submission.details is not None:
+        if not isinstance(submission.details, Mapping):
+            problem("details", "must be a JSON object")
+        else:
+            details_json = json.dumps(dict(submission.details), cls=DjangoJSONEncoder)
+            if _JSON_NUL.search(details_json):
+                problem("details", _NUL)
+            elif len(details_json.encode()) > DETAILS_MAX_BYTES:
+                problem("details", f"must encode to at most {DETAILS_MAX_BYTES} bytes of JSON")
+    moment = now
+    if submission.time is not None:
+        moment = submission.time if submission.time.tzinfo else submission.time.replace(tzinfo=UTC)
+        if moment > now + FUTURE_TOLERANCE:
+            problem(
+                "time",
+                f"is more than {int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes in the "
+                "future (the server's clock is "
+                f"{now.isoformat(timespec='seconds')})",
+            )
+    return (key, event, None, email or None, ip, details_json, moment), problems
 
 
 def _known_event(event: AuditEventType | str) -> str:

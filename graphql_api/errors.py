@@ -39,8 +39,9 @@ class ErrorCode(enum.StrEnum):
 INTERNAL_ERROR_MESSAGE = "Internal server error; it has been logged."
 
 
-def coded_error(code: ErrorCode, message: str) -> GraphQLError:
-    return GraphQLError(message, extensions={"code": code.value})
+def coded_error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
+    """An error for the client; ``extensions`` adds machine-readable details beside the code."""
+    return GraphQLError(message, extensions={"code": code.value, **extensions})
 
 
 def bad_user_input(message: str) -> GraphQLError:

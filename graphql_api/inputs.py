@@ -1,13 +1,17 @@
-"""GraphQL input types of the audit log API, and their conversion to selector filters."""
+"""GraphQL input types of the audit log API: the filter (and its conversion to a selector
+filter) and the events an integration sends to recordAuditEvents."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import strawberry
+from strawberry.scalars import JSON
 
+from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH
 from audit.selectors import USER_EMAIL_MAX_LENGTH
 from audit.selectors import AuditLogFilter as SelectorFilter
+from audit.services import DETAILS_MAX_BYTES, FUTURE_TOLERANCE
 from graphql_api.errors import bad_user_input
 from graphql_api.types import AuditEventType
 
@@ -69,6 +73,50 @@ class AuditLogFilterInput:
             )
         except ValueError as error:
             raise bad_user_input(f"Invalid filter: {error}.") from error
+
+
+@strawberry.input(
+    name="AuditEventInput",
+    description="One event for recordAuditEvents, as the integration saw it happen.",
+)
+class AuditEventInput:
+    idempotency_key: str = strawberry.field(
+        description=(
+            "The integration's own id for this event, 1 to "
+            f"{IDEMPOTENCY_KEY_MAX_LENGTH} characters, unique in the organization: an event "
+            "whose key was already recorded is not recorded again. Keys compare exactly "
+            "(case and spaces count)."
+        )
+    )
+    event: AuditEventType = strawberry.field(  # type: ignore[valid-type]
+        description="What happened."
+    )
+    user_email: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Who did it; null for a system event. When a member of the organization has "
+            "this address, the entry links to that member."
+        ),
+    )
+    ip: str | None = strawberry.field(
+        default=None,
+        description="The IPv4 or IPv6 address the action came from; null if none.",
+    )
+    details: JSON | None = strawberry.field(
+        default=None,
+        description=(
+            "A JSON object with the event's context (at most "
+            f"{DETAILS_MAX_BYTES // 1024} KiB encoded); null for an empty object."
+        ),
+    )
+    time: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "When it happened, ISO 8601 (without an offset, UTC); null for now. At most "
+            f"{int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes ahead of the server's "
+            "clock."
+        ),
+    )
 
 
 def _aware(moment: datetime | None) -> datetime | None:

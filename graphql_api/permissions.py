@@ -10,6 +10,15 @@ Paid-plan organizations); every field that exposes audit data lists it as its
     admin of a Free-plan organization           -> PAID_PLAN_REQUIRED
 
 The selectors then scope every read to the caller's organization as a second wall.
+
+``AUDIT_LOG_WRITERS`` guards recordAuditEvents: an API token with the ``audit:write`` scope
+whose user belongs to an organization (the events go into that organization):
+
+    no credentials, bad/expired/revoked token             -> UNAUTHENTICATED
+    a session, a token without audit:write, no organization -> FORBIDDEN
+
+Scopes only narrow what a token may do: reading still needs a Paid-plan administrator,
+whatever the token's scopes.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from typing import Any
 from strawberry.permission import BasePermission
 from strawberry.types import Info
 
+from core.models import ApiTokenScope
 from core.predicates import organization_is_paid, user_is_org_admin
 from graphql_api.context import context_of
 from graphql_api.errors import ErrorCode, coded_error
@@ -65,3 +75,27 @@ AUDIT_LOG_READERS: list[type[BasePermission]] = [
     IsOrganizationAdmin,
     IsOnPaidPlan,
 ]
+
+
+WRITE_SCOPE_MESSAGE = (
+    "Recording events needs an API token with the audit:write scope "
+    "(manage.py create_api_token EMAIL --scope audit:write), sent as "
+    "'Authorization: Bearer <token>', whose user belongs to an organization."
+)
+
+
+class HasAuditWriteScope(BasePermission):
+    message = WRITE_SCOPE_MESSAGE
+    error_extensions = {"code": ErrorCode.FORBIDDEN.value}
+
+    async def has_permission(self, source: Any, info: Info[Any, Any], **kwargs: Any) -> bool:
+        caller = await context_of(info).caller()
+        return (
+            caller.token is not None
+            and caller.token.has_scope(ApiTokenScope.AUDIT_WRITE)
+            and caller.user is not None
+            and caller.user.organization_id is not None
+        )
+
+
+AUDIT_LOG_WRITERS: list[type[BasePermission]] = [IsAuthenticated, HasAuditWriteScope]

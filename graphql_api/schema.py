@@ -1,4 +1,4 @@
-"""The root GraphQL schema: composes the query types and the request-wide extensions.
+"""The root GraphQL schema: composes the query and mutation types and the request-wide extensions.
 
 Extensions, in order: error coding (graphql_api/errors.py), the cost limits (settings
 ``GRAPHQL_MAX_DEPTH``, ``GRAPHQL_MAX_ALIASES``, ``GRAPHQL_MAX_TOKENS``; README), and the
@@ -32,11 +32,17 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext
 
 from graphql_api.errors import CodedErrors
+from graphql_api.mutations import AuditLogMutations
 from graphql_api.queries import AuditLogQueries
 
 
 @strawberry.type(description="Reading the audit log.")
 class Query(AuditLogQueries):
+    pass
+
+
+@strawberry.type(description="Recording audit events.")
+class Mutation(AuditLogMutations):
     pass
 
 
@@ -71,4 +77,4 @@ def _extensions() -> list[Any]:
     ]
 
 
-schema = AuditSchema(query=Query, extensions=_extensions())
+schema = AuditSchema(query=Query, mutation=Mutation, extensions=_extensions())

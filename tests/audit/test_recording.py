@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -146,3 +147,56 @@ def test_login_records_user_login_and_last_login_with_client_ip(
     assert entry.actor == admin and entry.ip == "198.51.100.23"
     admin.refresh_from_db()
     assert admin.last_login is not None
+
+
+def test_a_batch_racing_an_uncommitted_copy_of_itself_returns_its_entries(
+    paid_org: Organization,
+) -> None:
+    """The second call waits for the first call's transaction on the idempotency index,
+    then returns the entries the first one committed, creating nothing."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from audit.services import AuditEventSubmission, audit_log_record_batch
+
+    batch = [
+        AuditEventSubmission(idempotency_key=f"race-{n}", event="ROLE_CREATED") for n in range(50)
+    ]
+    first_inserted = threading.Event()
+    release_first = threading.Event()
+    results: dict[str, Any] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                results["first"] = audit_log_record_batch(organization=paid_org, submissions=batch)
+                first_inserted.set()
+                assert release_first.wait(10)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            results["second"] = audit_log_record_batch(organization=paid_org, submissions=batch)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_inserted.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    b.join(0.5)
+    assert b.is_alive(), "the second call must wait for the first transaction"
+    release_first.set()
+    a.join(10)
+    b.join(10)
+    assert [r.entry_id for r in results["second"]] == [r.entry_id for r in results["first"]]
+    assert all(r.created for r in results["first"]) and not any(
+        r.created for r in results["second"]
+    )
+    assert (
+        AuditLog.objects.filter(organization=paid_org, idempotency_key__startswith="race-").count()
+        == 50
+    )

@@ -119,3 +119,36 @@ def test_browser_session_through_uvicorn(live_server_url: str, admin: User, sett
     assert status == 200 and body["data"]["auditLogs"]["totalCount"] >= 1
     status, body = ask({})
     assert status == 403 and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_the_same_batch_sent_concurrently_is_recorded_once(
+    live_server_url: str, admin: User
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.models import ApiTokenScope
+
+    _, secret = api_token_create(user=admin, scopes=(ApiTokenScope.AUDIT_WRITE,))
+    batch = [
+        {"idempotencyKey": f"concurrent-{n}", "event": "RESOURCE_UPDATED", "details": {"n": n}}
+        for n in range(200)
+    ]
+    body = json.dumps(
+        {
+            "query": "mutation($e: [AuditEventInput!]!) { recordAuditEvents(events: $e) { events { id created } } }",
+            "variables": {"e": batch},
+        }
+    ).encode()
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: call(live_server_url, body, headers), range(4)))
+    results = []
+    for status, reply in replies:
+        assert status == 200 and "errors" not in reply, reply
+        results.append(reply["data"]["recordAuditEvents"]["events"])
+    ids = [[e["id"] for e in result] for result in results]
+    assert all(i == ids[0] for i in ids) and len(set(ids[0])) == 200
+    # Every event was created by exactly one of the calls.
+    assert [sum(r[n]["created"] for r in results) for n in range(200)] == [1] * 200
+    stored = AuditLog.objects.filter(organization=admin.organization, idempotency_key__isnull=False)
+    assert stored.count() == 200
