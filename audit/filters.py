@@ -61,6 +61,19 @@ class AuditLogFilter:
             time_to=time_to,
         )
 
+    def matches(self, *, event: str, actor_email: str | None, time: datetime) -> bool:
+        """Whether an entry with these values passes the filter: the same test as the SQL
+        conditions below, for entries already in memory (the live stream's fan-out)."""
+        if self.event_types is not None and event not in self.event_types:
+            return False
+        if self.user_email is not None and (
+            actor_email is None or self.user_email.upper() not in actor_email.upper()
+        ):
+            return False
+        if self.time_from is not None and time < self.time_from:
+            return False
+        return self.time_to is None or time <= self.time_to
+
 
 def event_values(event_types: frozenset[AuditEventType]) -> list[str]:
     return sorted(e.value for e in event_types)

@@ -6,6 +6,9 @@ organization: it is a required argument, not a filter.
 
 Filters are defined in audit/filters.py; totals come from rollups (audit/totals.py).
 
+The live stream (audit/stream.py) reads in stream order, ``(stream_txid, id)`` ascending,
+through ``audit_log_stream``, and replays by time through ``audit_log_replay``.
+
 Pages are keyset pages: a position is an entry's ``(time, id)``, and a page is the run of
 entries strictly after (older than) or before (newer than) a position, read from the index
 with a row comparison. There is no OFFSET anywhere, so a page 10,000 deep costs what the
@@ -20,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import BigIntegerField, F, QuerySet, Subquery
+from django.db.models import BigIntegerField, BooleanField, F, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.tuple_lookups import (
     Tuple,
@@ -52,6 +55,8 @@ __all__ = [
     "audit_log_count",
     "audit_log_list",
     "audit_log_page",
+    "audit_log_replay",
+    "audit_log_stream",
 ]
 
 ORDER = ("-time", "-id")
@@ -254,4 +259,60 @@ def audit_log_page(
         has_next_page=has_next,
         has_previous_page=has_previous,
         total_count=summary["audit_total"] if with_total else None,
+    )
+
+
+# --- the live stream -----------------------------------------------------------------------
+
+# An entry's place in the stream: (stream_txid, id).
+StreamPosition = tuple[int, int]
+
+
+def audit_log_stream(
+    *,
+    organization_ids: list[int],
+    filters: AuditLogFilter | None = None,
+    after: StreamPosition,
+    through: StreamPosition | None = None,
+    below: int | None = None,
+) -> QuerySet[AuditLog]:
+    """Entries of these organizations in stream order, strictly after ``after``, up to
+    ``through`` (inclusive) and only of transactions older than ``below``. ``filters``
+    needs exactly one organization. Entries recorded before the stream existed (no
+    ``stream_txid``) are never part of it."""
+    if filters is not None:
+        (organization_id,) = organization_ids
+        queryset = audit_log_list(organization=Organization(pk=organization_id), filters=filters)
+    else:
+        queryset = AuditLog.objects.filter(organization_id__in=organization_ids)
+    queryset = queryset.filter(
+        TupleGreaterThan(Tuple(F("stream_txid"), F("id")), after), stream_txid__isnull=False
+    )
+    if through is not None:
+        queryset = queryset.filter(TupleLessThanOrEqual(Tuple(F("stream_txid"), F("id")), through))
+    if below is not None:
+        queryset = queryset.filter(stream_txid__lt=below)
+    return queryset.order_by("stream_txid", "id")
+
+
+def audit_log_replay(
+    *,
+    organization: Organization,
+    filters: AuditLogFilter | None = None,
+    newer_than: AuditLogPosition,
+    snapshot: str,
+) -> QuerySet[AuditLog]:
+    """The organization's entries matching ``filters`` that are newer (by time, then id)
+    than ``newer_than`` and were committed as of ``snapshot`` (a ``pg_snapshot``'s text),
+    oldest first: what a stream resumed from an auditLogs cursor replays."""
+    visible = RawSQL(
+        "(stream_txid IS NULL OR pg_visible_in_snapshot(stream_txid, %s::pg_snapshot))",
+        [snapshot],
+        output_field=BooleanField(),
+    )
+    return (
+        audit_log_list(organization=organization, filters=filters)
+        .filter(TupleGreaterThan(_key(), (newer_than.time, newer_than.id)))
+        .filter(Q(visible))
+        .order_by("time", "id")
     )

@@ -158,6 +158,21 @@ X_FRAME_OPTIONS = "DENY"
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10, minimum=1)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 15, minimum=0)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000, minimum=100)
+# The live stream, auditLogCreated (README, "Following new events live").
+# Entries a subscriber may fall behind by before it is dropped with SLOW_CONSUMER.
+AUDIT_STREAM_BUFFER = env_int("AUDIT_STREAM_BUFFER", 1000, minimum=1)
+# How often the stream looks for new entries when no notification arrives (a safety net:
+# commits notify the stream at once).
+AUDIT_STREAM_POLL_SECONDS = env_int("AUDIT_STREAM_POLL_SECONDS", 5, minimum=1)
+# How often an open stream checks that its caller may still read (revoked token, ended
+# session, lost role); the stream ends with a coded error when not.
+AUDIT_STREAM_RECHECK_SECONDS = env_int("AUDIT_STREAM_RECHECK_SECONDS", 30, minimum=1)
+# Database connections per server process for reading the stream, besides its one
+# listening connection (and the request pool, DB_POOL_*).
+AUDIT_STREAM_DB_CONNECTIONS = env_int("AUDIT_STREAM_DB_CONNECTIONS", 4, minimum=1)
+# Origins of browser pages allowed to open a WebSocket to /graphql/ (with the user's
+# cookies) besides the server's own origin, e.g. https://admin.example.com; "*" for any.
+GRAPHQL_WS_ALLOWED_ORIGINS = env_list("GRAPHQL_WS_ALLOWED_ORIGINS", [])
 # The in-browser IDE at GET /graphql/ (its page loads GraphiQL from a public CDN).
 GRAPHIQL = env_bool("GRAPHIQL", True)
 

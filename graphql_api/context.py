@@ -44,11 +44,29 @@ class GraphQLContext(StrawberryDjangoContext):
     # Request-scoped results, so that a value asked for twice in one request (say, by two
     # aliases of the same field) is computed once. Keys are chosen by the resolvers.
     memo: dict[Any, Any] = field(default_factory=dict)
+    # The payload of a WebSocket's connection_init message (graphql_api/websocket.py).
+    connection_params: Any = None
 
     async def caller(self) -> Caller:
         if self._caller is None:
             self._caller = await _resolve_caller(self.request)
         return self._caller
+
+    async def recheck_caller(self) -> Caller:
+        """The caller resolved again from the database, for long-lived operations (the
+        live stream): a revoked or expired token, an ended session, a deactivated user or
+        a changed role shows here."""
+        request = self.request
+        if not uses_bearer_token(request):
+            session = getattr(request, "session", None)
+            key = session.session_key if session is not None else None
+            if session is None or key is None or not await session.aexists(key):
+                self._caller = Caller(rejected="The session has ended; sign in again.")
+                return self._caller
+            # django.contrib.auth caches the user on the request; load it afresh.
+            request.__dict__.pop("_acached_user", None)
+        self._caller = None
+        return await self.caller()
 
 
 def context_of(info: Info[Any, Any]) -> GraphQLContext:

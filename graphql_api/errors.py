@@ -6,6 +6,8 @@ Codes (the contract; clients branch on them, never on messages):
 * ``UNAUTHENTICATED``       -- no credentials, or a bad, expired or revoked token
 * ``FORBIDDEN``             -- signed in, but not an organization administrator
 * ``PAID_PLAN_REQUIRED``    -- an administrator of an organization on the Free plan
+* ``SLOW_CONSUMER``         -- a live stream fell too far behind and was closed (resume it
+                               with ``extensions.resumeAfter``)
 * ``INTERNAL_SERVER_ERROR`` -- anything unexpected; the details go to the server log only
 
 ``CodedErrors`` is the schema extension that enforces this on every response: errors
@@ -33,6 +35,7 @@ class ErrorCode(enum.StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
     PAID_PLAN_REQUIRED = "PAID_PLAN_REQUIRED"
+    SLOW_CONSUMER = "SLOW_CONSUMER"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 

@@ -1,4 +1,4 @@
-"""The root GraphQL schema: composes the query and mutation types and the request-wide extensions.
+"""The root GraphQL schema: composes the query, mutation and subscription types and the request-wide extensions.
 
 Extensions, in order: error coding (graphql_api/errors.py), the cost limits (settings
 ``GRAPHQL_MAX_DEPTH``, ``GRAPHQL_MAX_ALIASES``, ``GRAPHQL_MAX_TOKENS``; README), and the
@@ -34,6 +34,7 @@ from strawberry.types import ExecutionContext
 from graphql_api.errors import CodedErrors
 from graphql_api.mutations import AuditLogMutations
 from graphql_api.queries import AuditLogQueries
+from graphql_api.subscriptions import AuditLogSubscriptions
 
 
 @strawberry.type(description="Reading the audit log.")
@@ -43,6 +44,11 @@ class Query(AuditLogQueries):
 
 @strawberry.type(description="Recording audit events.")
 class Mutation(AuditLogMutations):
+    pass
+
+
+@strawberry.type(description="Following the audit log live.")
+class Subscription(AuditLogSubscriptions):
     pass
 
 
@@ -77,4 +83,6 @@ def _extensions() -> list[Any]:
     ]
 
 
-schema = AuditSchema(query=Query, mutation=Mutation, extensions=_extensions())
+schema = AuditSchema(
+    query=Query, mutation=Mutation, subscription=Subscription, extensions=_extensions()
+)

@@ -23,6 +23,7 @@ from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.views import AsyncGraphQLView
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from graphql_api.context import GraphQLContext, uses_bearer_token
@@ -124,7 +125,8 @@ graphql_view = csrf_exempt(
     AuditGraphQLView.as_view(
         schema=schema,
         graphql_ide="graphiql" if settings.GRAPHIQL else None,
-        # Subscriptions arrive with the live stream; no WebSocket protocol is served here yet.
-        subscription_protocols=(),
+        # Subscriptions over GraphQL over SSE (Accept: text/event-stream); WebSockets are
+        # served by graphql_api/websocket.py.
+        subscription_protocols=(GRAPHQL_SSE_PROTOCOL,),
     )
 )

@@ -93,3 +93,122 @@ def stop_serve(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+# --- live stream clients ----------------------------------------------------------------------
+
+
+class WebSocketSubscriber:
+    """A graphql-transport-ws client (the protocol of graphql-ws, Apollo and GraphiQL) with
+    one subscription, over the `websockets` library."""
+
+    def __init__(
+        self,
+        base_url: str,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        from contextlib import ExitStack
+
+        from websockets.sync.client import connect
+
+        self._stack = ExitStack()
+        self.socket = self._stack.enter_context(
+            connect(
+                base_url.replace("http://", "ws://") + "/graphql/",
+                subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+                additional_headers=dict(headers or {}),
+                open_timeout=10,
+            )
+        )
+        payload = {"Authorization": f"Bearer {token}"} if token else {}
+        self.socket.send(json.dumps({"type": "connection_init", "payload": payload}))
+        assert self._receive(10) == {"type": "connection_ack"}
+        self.socket.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": dict(variables or {})},
+                }
+            )
+        )
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        while True:
+            message: dict[str, Any] = json.loads(self.socket.recv(timeout=timeout))
+            if message["type"] == "ping":
+                self.socket.send(json.dumps({"type": "pong"}))
+                continue
+            return message
+
+    def next(self, timeout: float = 10) -> dict[str, Any]:
+        """The next result: its data, or {"errors": [...]} for an error."""
+        message = self._receive(timeout)
+        if message["type"] == "next":
+            result: dict[str, Any] = message["payload"]
+            return result
+        if message["type"] == "error":
+            return {"errors": message["payload"]}
+        return {"complete": True} if message["type"] == "complete" else message
+
+    def nothing_within(self, seconds: float) -> bool:
+        try:
+            message = self._receive(seconds)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"unexpected message {message}")
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+class SSESubscriber:
+    """A GraphQL over SSE client: one POST with Accept: text/event-stream."""
+
+    def __init__(
+        self,
+        base_url: str,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        token: str | None = None,
+    ) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        address = urlsplit(base_url)
+        assert address.hostname == "127.0.0.1"
+        self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        body = json.dumps({"query": query, "variables": dict(variables or {})})
+        self.connection.request("POST", "/graphql/", body=body, headers=headers)
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200, self.response.read()
+        assert self.response.getheader("Content-Type", "").startswith("text/event-stream")
+
+    def next(self, timeout: float = 10) -> dict[str, Any]:
+        assert self.connection.sock is not None
+        self.connection.sock.settimeout(timeout)
+        event, data = None, []
+        while True:
+            line = self.response.readline().decode().rstrip("\r\n")
+            if line.startswith(":"):
+                continue  # a heartbeat comment
+            if line.startswith("event:"):
+                event = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                data.append(line.partition(":")[2].strip())
+            elif line == "" and event is not None:
+                if event == "complete":
+                    return {"complete": True}
+                result: dict[str, Any] = json.loads("\n".join(data))
+                return result
+
+    def close(self) -> None:
+        self.connection.close()

@@ -54,7 +54,11 @@ class Command(BaseCommand):
             port=options["port"],
             workers=options["workers"],
             proxy_headers=False,
-            lifespan="off",
+            # The lifespan shutdown closes the live stream's database connections.
+            lifespan="on",
+            # Open streams (SSE, WebSocket) never end by themselves: at shutdown, give
+            # requests in flight this long, then close what is left.
+            timeout_graceful_shutdown=5,
             log_level=os.environ.get("LOG_LEVEL", "info").lower(),
         )
 
