@@ -79,8 +79,10 @@ FIELDS: Final = (
     "stream_txid",
 )
 READ_BATCH: Final = 500
-# While committed entries wait behind an older transaction, poll this often.
+# While committed entries wait behind an older transaction, poll this often at first,
+# then at doubling intervals up to the maximum.
 HELD_POLL_SECONDS: Final = 0.05
+HELD_POLL_MAX_SECONDS: Final = 1.0
 RECONNECT_MAX_SECONDS: Final = 5.0
 
 
@@ -198,6 +200,7 @@ class StreamHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._started: asyncio.Task[None] | None = None
         self._next_poll = float(settings.AUDIT_STREAM_POLL_SECONDS)
+        self._held_poll = HELD_POLL_SECONDS / 2
         self.listening = False
 
     # --- life cycle ---------------------------------------------------------------------
@@ -205,7 +208,15 @@ class StreamHub:
     async def start(self) -> None:
         if self._started is None:
             self._started = asyncio.get_running_loop().create_task(self._start())
-        await asyncio.shield(self._started)
+        try:
+            await asyncio.shield(self._started)
+        except Exception:
+            # The database may be back by the next subscription: it starts afresh.
+            self._started = None
+            if self._pool is not None:
+                await self._pool.close()
+                self._pool = None
+            raise
 
     async def _start(self) -> None:
         kwargs = _connection_kwargs()
@@ -372,7 +383,12 @@ class StreamHub:
         # Everything below the horizon has been handed out (no await since the last read).
         self.position = max(self.position, (horizon, 0))
         held = await self._held(list(self._subscribers), horizon) if self._subscribers else False
-        self._next_poll = HELD_POLL_SECONDS if held else float(settings.AUDIT_STREAM_POLL_SECONDS)
+        if held:  # look again soon, less often the longer the older transaction lasts
+            self._held_poll = min(self._held_poll * 2, HELD_POLL_MAX_SECONDS)
+            self._next_poll = self._held_poll
+        else:
+            self._held_poll = HELD_POLL_SECONDS / 2
+            self._next_poll = float(settings.AUDIT_STREAM_POLL_SECONDS)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamHub] = weakref.WeakKeyDictionary()

@@ -10,6 +10,8 @@ Settings (environment):
   BENCH_DURATION  seconds per shape and concurrency (default 10)
   BENCH_WORKERS   uvicorn worker processes (default 2, one per core)
   BENCH_IMPORT    events for the import measurement (default 1,000,000)
+  BENCH_INGEST    events sent through recordAuditEvents in batches of 500 (default 100,000)
+  BENCH_STREAM_SECONDS  seconds of live traffic for the stream latency (default 15)
   BENCH_OUTPUT    where to write the JSON results (default bench-results.json)
   BENCH_PORT      the server's port on 127.0.0.1 (default: a free one)
 
@@ -174,6 +176,8 @@ def main() -> None:
     duration = float(os.environ.get("BENCH_DURATION", "10"))
     workers = _env_int("BENCH_WORKERS", 2)
     import_events = _env_int("BENCH_IMPORT", 1_000_000)
+    ingest_events = _env_int("BENCH_INGEST", 100_000)
+    stream_seconds = float(os.environ.get("BENCH_STREAM_SECONDS", "15"))
     output = Path(os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     sizes = sorted({100_000, 1_000_000, 10_000_000, events}) if scale else [events]
 
@@ -293,6 +297,13 @@ def main() -> None:
         cwd=ROOT, env=scratch_env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     writes = json.loads(writes_out.stdout.strip().splitlines()[-1])
+    log("measuring integrations (recordAuditEvents, the live stream) in the scratch database")
+    integrations_out = subprocess.run(
+        [sys.executable, "-m", "bench.integrations", str(ingest_events), str(stream_seconds)],
+        cwd=ROOT, env={**scratch_env, "BENCH_WORKERS": str(workers)}, stdout=subprocess.PIPE,
+        text=True, check=True,
+    )  # fmt: skip
+    integrations = json.loads(integrations_out.stdout.strip().splitlines()[-1])
 
     report = {
         "command": _command_line(),
@@ -301,6 +312,7 @@ def main() -> None:
         "duration_s": duration,
         "shapes": results,
         "writes": writes,
+        "integrations": integrations,
         "server_rss_mb": memory,
     }
     output.write_text(json.dumps(report, indent=2) + "\n")
@@ -347,6 +359,17 @@ def render(report: dict[str, Any]) -> str:
         f"{w['record_p95_ms']} ms; with 4 concurrent writers to one organization and day: p50 "
         f"{w['record_4_writers_p50_ms']} ms, p95 {w['record_4_writers_p95_ms']} ms",
         f"server RSS per worker after the run: {', '.join(f'{m} MB' for m in report['server_rss_mb'])}",
+    ]
+    i = report["integrations"]
+    lines += [
+        f"recordAuditEvents, {i['ingest_events']:,} events in batches of {i['ingest_batch']} "
+        f"({i['workers']} workers): {i['ingest_events_per_s_1_client']:,} events/s with 1 client, "
+        f"{i['ingest_events_per_s_4_clients']:,} events/s with 4 clients; a retried batch "
+        f"(nothing new written): {i['ingest_retry_events_per_s']:,} events/s",
+        f"auditLogCreated, {i['stream_subscribers']} WebSocket subscribers, {i['stream_events']} "
+        f"events at {i['stream_rate_per_s']}/s, commit to receipt: p50 {i['stream_p50_ms']} ms, "
+        f"p95 {i['stream_p95_ms']} ms, p99 {i['stream_p99_ms']} ms, max {i['stream_max_ms']} ms "
+        f"({i['stream_deliveries']:,} of {i['stream_expected']:,} deliveries)",
     ]
     return "\n".join(lines)
 
