@@ -61,15 +61,25 @@ class AuditLogFilter:
             time_to=time_to,
         )
 
-    def matches(self, *, event: str, actor_email: str | None, time: datetime) -> bool:
-        """Whether an entry with these values passes the filter: the same test as the SQL
-        conditions below, for entries already in memory (the live stream's fan-out)."""
+    def matches(
+        self,
+        *,
+        event: str,
+        actor_email_upper: str | None,
+        time: datetime,
+        user_email_upper: str | None,
+    ) -> bool:
+        """Whether an entry with these values passes the filter, for entries already in
+        memory (the live stream's fan-out). The same test as the SQL conditions below,
+        provided both emails were upper-cased by PostgreSQL (``UPPER``), whose case
+        mapping depends on the database's locale: the email condition is then plain
+        containment, as ``UPPER(email) LIKE UPPER('%needle%')`` with the needle escaped."""
         if self.event_types is not None and event not in self.event_types:
             return False
-        if self.user_email is not None and (
-            actor_email is None or self.user_email.upper() not in actor_email.upper()
-        ):
-            return False
+        if self.user_email is not None:
+            assert user_email_upper is not None
+            if actor_email_upper is None or user_email_upper not in actor_email_upper:
+                return False
         if self.time_from is not None and time < self.time_from:
             return False
         return self.time_to is None or time <= self.time_to

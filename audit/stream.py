@@ -48,6 +48,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection as django_connection
 from django.db.models import QuerySet
+from django.db.models.functions import Upper
 from psycopg.rows import TupleRow
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool
@@ -133,14 +134,20 @@ def _connection_kwargs() -> dict[str, Any]:
 
 
 def _compiled(queryset: QuerySet[AuditLog], limit: int) -> tuple[str, tuple[Any, ...]]:
-    sql, params = queryset.values_list(*FIELDS)[:limit].query.sql_with_params()
+    # The actor email as PostgreSQL upper-cases it, for the in-memory email filter.
+    with_upper = queryset.annotate(stream_actor_email_upper=Upper("actor_email"))
+    sql, params = with_upper.values_list(*FIELDS, "stream_actor_email_upper")[
+        :limit
+    ].query.sql_with_params()
     return sql, tuple(params)
 
 
 def _entry(row: TupleRow) -> AuditLog:
-    values = list(row)
+    values = list(row[: len(FIELDS)])
     values[-1] = int(values[-1]) if values[-1] is not None else None
-    return AuditLog.from_db("default", FIELDS, values)
+    entry = AuditLog.from_db("default", FIELDS, values)
+    entry.actor_email_upper = row[len(FIELDS)]  # type: ignore[attr-defined]
+    return entry
 
 
 def position_of(entry: AuditLog) -> StreamPosition:
@@ -158,9 +165,12 @@ class Subscriber:
         filters: AuditLogFilter,
         capacity: int,
         exclude: Snapshot | None,
+        user_email_upper: str | None = None,
     ) -> None:
         self.organization_id = organization_id
         self.filters = filters
+        # The filter's email as PostgreSQL upper-cases it (AuditLogFilter.matches).
+        self.user_email_upper = user_email_upper
         self.capacity = capacity
         # Entries committed as of this snapshot were replayed or precede the subscription.
         self.exclude = exclude
@@ -174,7 +184,10 @@ class Subscriber:
             entry.organization_id == self.organization_id
             and not (self.exclude is not None and self.exclude.sees(entry.stream_txid))
             and self.filters.matches(
-                event=entry.event, actor_email=entry.actor_email, time=entry.time
+                event=entry.event,
+                actor_email_upper=entry.actor_email_upper,  # type: ignore[attr-defined]
+                time=entry.time,
+                user_email_upper=self.user_email_upper,
             )
         )
 
@@ -277,6 +290,15 @@ class StreamHub:
         async with self._pool.connection() as connection:
             cursor = await connection.execute(sql, params)
             return [_entry(row) for row in await cursor.fetchall()]
+
+    async def upper(self, text: str) -> str:
+        """``text`` upper-cased by PostgreSQL, as the SQL filters do it."""
+        assert self._pool is not None
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute("SELECT UPPER(%s::text)", (text,))
+            row = await cursor.fetchone()
+        assert row is not None
+        return str(row[0])
 
     async def snapshot(self) -> Snapshot:
         assert self._pool is not None
@@ -431,10 +453,21 @@ async def audit_log_follow(
     """Every entry of the organization matching ``filters`` from ``start`` on: the replay,
     then live entries as they become deliverable, each exactly once, until the consumer
     stops. Each comes with whether it belongs to the replay by time (its position is a
-    time, not a stream position). ``still_allowed`` is awaited every ``recheck_seconds`` and may raise to end the
-    stream (the caller's credentials were revoked). Raises ``SubscriberTooSlow`` when the
-    consumer falls more than ``AUDIT_STREAM_BUFFER`` entries behind."""
+    time, not a stream position). ``still_allowed`` is awaited every ``recheck_seconds``
+    (between batches of a replay too) and may raise to end the stream: the caller's
+    credentials were revoked. Raises ``SubscriberTooSlow`` when the consumer falls more
+    than ``AUDIT_STREAM_BUFFER`` entries behind."""
     hub = await stream_hub()
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + recheck_seconds if recheck_seconds else None
+
+    async def recheck_when_due() -> None:
+        nonlocal next_check
+        if next_check is not None and loop.time() >= next_check:
+            if still_allowed is not None:
+                await still_allowed()
+            next_check = loop.time() + (recheck_seconds or 0)
+
     exclude: Snapshot | None = None
     if start.after_stream is not None:
         position = start.after_stream
@@ -454,6 +487,7 @@ async def audit_log_follow(
                 )
                 for entry in replayed:
                     yield entry, True
+                await recheck_when_due()
                 if len(replayed) < READ_BATCH:
                     break
                 after_time = AuditLogPosition.of(replayed[-1])
@@ -465,6 +499,9 @@ async def audit_log_follow(
         filters=filters,
         capacity=settings.AUDIT_STREAM_BUFFER,
         exclude=exclude,
+        user_email_upper=(
+            await hub.upper(filters.user_email) if filters.user_email is not None else None
+        ),
     )
     # Catch up to the hub's position by reading, then register at exactly that position.
     while True:
@@ -484,6 +521,7 @@ async def audit_log_follow(
                 if subscriber.wants(entry):
                     delivered = position
                     yield entry, False
+            await recheck_when_due()
             if len(entries) == READ_BATCH:
                 continue
             position = max(position, target)
@@ -492,16 +530,11 @@ async def audit_log_follow(
             break
 
     try:
-        loop = asyncio.get_running_loop()
-        next_check = loop.time() + recheck_seconds if recheck_seconds else None
         while True:
             timeout = None if next_check is None else max(0.0, next_check - loop.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(subscriber.ready.wait(), timeout=timeout)
-            if next_check is not None and loop.time() >= next_check:
-                if still_allowed is not None:
-                    await still_allowed()
-                next_check = loop.time() + (recheck_seconds or 0)
+            await recheck_when_due()
             if subscriber.too_slow:
                 raise SubscriberTooSlow(delivered or live_from)
             subscriber.ready.clear()

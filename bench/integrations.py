@@ -207,14 +207,15 @@ def main(events: int, seconds: float) -> dict[str, Any]:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
     django.setup()
-    from bench.dataset import bench_email
     from core.database import close_all_connections
     from core.models import ApiTokenScope
     from core.services import api_token_create, organization_create, user_create
 
     org = organization_create(slug="integrations", name="Integrations benchmark", plan="paid")
     admin = user_create(organization=org, email="admin@integrations.test", is_admin=True)
-    emails = [user_create(organization=org, email=bench_email(n)).email for n in range(20)]
+    emails = [
+        user_create(organization=org, email=f"member{n}@integrations.test").email for n in range(20)
+    ]
     writer = api_token_create(user=admin, scopes=(ApiTokenScope.AUDIT_WRITE,))[1]
     reader = api_token_create(user=admin)[1]
     close_all_connections()

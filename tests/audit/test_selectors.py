@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from audit.events import AuditEventType as E
 from audit.models import AuditLog
@@ -115,3 +116,50 @@ def test_time_bounds_are_inclusive(org_with_entries: tuple[Organization, list[Au
 def test_bad_filters_are_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AuditLogFilter.build(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        AuditLogFilter(),
+        AuditLogFilter.build(event_type="USER_LOGIN"),
+        AuditLogFilter.build(event_types=["RESOURCE_CREATED", "CREDENTIAL_CREATED"]),
+        AuditLogFilter.build(user_email="ALICE"),
+        AuditLogFilter.build(user_email="_b%"),
+        AuditLogFilter.build(user_email="straße"),
+        AuditLogFilter.build(user_email="ÉLO"),
+        AuditLogFilter.build(time_from=T0 + timedelta(hours=1), time_to=T0 + timedelta(hours=2)),
+        AuditLogFilter.build(event_type="SESSION_EXPIRED", time_to=T0 + timedelta(hours=2)),
+    ],
+)
+def test_the_in_memory_filter_of_the_live_stream_agrees_with_the_sql(
+    filters: AuditLogFilter,
+    org_with_entries: tuple[Organization, list[AuditLog]],
+) -> None:
+    org, _ = org_with_entries
+    from audit.services import AuditEntryDraft, audit_log_bulk_create
+
+    # Addresses of people outside the organization are kept as sent, in any case.
+    audit_log_bulk_create(
+        organization=org,
+        drafts=[
+            AuditEntryDraft(event="USER_LOGIN", time=T0, user_email=email)
+            for email in ("Straße@Example.test", "élodie@example.test", "ÉLO@example.test")
+        ],
+    )
+    from django.db.models.functions import Upper
+
+    selected = {e.pk for e in audit_log_list(organization=org, filters=filters)}
+    needle = None
+    if filters.user_email is not None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT UPPER(%s)", [filters.user_email])
+            needle = cursor.fetchone()[0]
+    in_memory = {
+        e.pk
+        for e in AuditLog.objects.filter(organization=org).annotate(upper=Upper("actor_email"))
+        if filters.matches(
+            event=e.event, actor_email_upper=e.upper, time=e.time, user_email_upper=needle
+        )
+    }
+    assert in_memory == selected
