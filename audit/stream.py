@@ -127,8 +127,12 @@ def _configure_loaders(connection: psycopg.AsyncConnection[Any]) -> None:
 def _connection_kwargs() -> dict[str, Any]:
     """Django's connection parameters, minus what only Django's own cursors understand."""
     params = django_connection.get_connection_params()
-    for key in ("cursor_factory", "context", "prepare_threshold"):
+    for key in ("cursor_factory", "context"):
         params.pop(key, None)
+    # No server-side prepared statements (psycopg prepares a query from its 5th run): a
+    # generic plan of the stream's reads, made without the organization and position,
+    # can be far slower than the plan for the actual values.
+    params["prepare_threshold"] = None
     params["options"] = (params.get("options", "") + " -c TimeZone=UTC").strip()
     return params
 
@@ -214,7 +218,6 @@ class StreamHub:
         self._started: asyncio.Task[None] | None = None
         self._next_poll = float(settings.AUDIT_STREAM_POLL_SECONDS)
         self._held_poll = HELD_POLL_SECONDS / 2
-        self.listening = False
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -278,10 +281,6 @@ class StreamHub:
             if not subscribers:
                 del self._subscribers[subscriber.organization_id]
 
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
-
     # --- reading ------------------------------------------------------------------------
 
     async def fetch(self, queryset: QuerySet[AuditLog], limit: int = READ_BATCH) -> list[AuditLog]:
@@ -339,7 +338,6 @@ class StreamHub:
                 connection = await psycopg.AsyncConnection.connect(**kwargs, autocommit=True)
                 async with connection:
                     await connection.execute(f"LISTEN {CHANNEL}")
-                    self.listening = True
                     delay = 0.1
                     # Anything committed while not listening is read from the position.
                     self._wake.set()
@@ -356,7 +354,6 @@ class StreamHub:
                     type(error).__name__,
                     delay,
                 )
-            self.listening = False
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
@@ -390,6 +387,8 @@ class StreamHub:
             # Organizations are read afresh for every batch: a subscriber that registered
             # between two batches gets the entries after the position it caught up to.
             organization_ids = list(self._subscribers)
+            if not organization_ids:
+                break
             assert self.position is not None
             entries = await self.fetch(
                 audit_log_stream(

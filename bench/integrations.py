@@ -159,6 +159,11 @@ def latency(port: int, token: str, organization: Any, seconds: float) -> dict[st
         except asyncio.CancelledError:
             pass  # stopped once measured
         finally:
+            # The connections' own tasks (keepalive pings) end with them.
+            leftover = asyncio.all_tasks(loop)
+            for task in leftover:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.close()
 
     clients = threading.Thread(target=run_clients, daemon=True)
