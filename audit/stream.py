@@ -402,6 +402,7 @@ class StreamHub:
             if len(entries) < READ_BATCH:
                 break
         # Everything below the horizon has been handed out (no await since the last read).
+        assert self.position is not None
         self.position = max(self.position, (horizon, 0))
         held = await self._held(list(self._subscribers), horizon) if self._subscribers else False
         if held:  # look again soon, less often the longer the older transaction lasts

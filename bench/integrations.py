@@ -88,9 +88,10 @@ def ingestion(port: int, token: str, events: int, emails: list[str]) -> dict[str
     four_clients = events / (time.perf_counter() - started)
 
     # A retry of a whole batch: nothing new is written, the same ids come back.
+    again = one[:10]
     started = time.perf_counter()
-    _ingest(port, token, one[:10])
-    retry = 10 * BATCH / (time.perf_counter() - started)
+    _ingest(port, token, again)
+    retry = sum(len(batch) for batch in again) / (time.perf_counter() - started)
     return {
         "ingest_events": events,
         "ingest_batch": BATCH,

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +77,22 @@ def record(org: Organization | None, event: E = E.RESOURCE_CREATED, **fields: An
     fields.setdefault("actor", None)
     fields.setdefault("ip", None)
     return audit_log_record(organization=org, event=event, **fields)
+
+
+@contextmanager
+def following(
+    url: str, token: str, org: Organization | None, **variables: Any
+) -> Iterator[WebSocketSubscriber]:
+    """A WebSocket subscriber of ``org``'s stream from a marker entry recorded now, so it
+    cannot miss what follows, however long the server takes to start the stream."""
+    marker = record(org)
+    client = WebSocketSubscriber(
+        url, SUBSCRIBE, {"after": stream_cursor(marker), **variables}, token=token
+    )
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def stream_cursor(entry: AuditLog) -> str:
@@ -251,9 +268,7 @@ def test_an_entry_recorded_through_one_server_reaches_a_subscriber_of_another(
 
 def test_a_rolled_back_entry_is_never_delivered(server: str, admin: User, reader: str) -> None:
     org = admin.organization
-    marker = record(org)
-    client = WebSocketSubscriber(server, SUBSCRIBE, {"after": stream_cursor(marker)}, token=reader)
-    try:
+    with following(server, reader, org) as client:
 
         class Abort(Exception):
             pass
@@ -264,8 +279,6 @@ def test_a_rolled_back_entry_is_never_delivered(server: str, admin: User, reader
         kept = record(org, details={"kept": True})
         assert received_ids(client, 1) == [node_id(kept)]
         assert client.nothing_within(1.5)
-    finally:
-        client.close()
 
 
 def test_an_entry_waits_for_an_older_transaction_and_keeps_stream_order(
@@ -320,16 +333,12 @@ def test_another_organizations_entries_are_never_delivered(
     reader: str,
     other_paid_org: Organization,
 ) -> None:
-    marker = record(admin.organization)
-    client = WebSocketSubscriber(server, SUBSCRIBE, {"after": stream_cursor(marker)}, token=reader)
-    try:
+    with following(server, reader, admin.organization) as client:
         for n in range(10):
             record(other_paid_org, details={"n": n})
         mine = record(admin.organization)
         assert received_ids(client, 1) == [node_id(mine)]
         assert client.nothing_within(1.5)
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("transport", [WebSocketSubscriber, SSESubscriber])
@@ -381,9 +390,7 @@ def test_a_cursor_of_another_organization_is_refused(
 
 def test_revoking_the_token_ends_an_open_stream(server: str, admin: User) -> None:
     token, secret = api_token_create(user=admin)
-    marker = record(admin.organization)
-    client = WebSocketSubscriber(server, SUBSCRIBE, {"after": stream_cursor(marker)}, token=secret)
-    try:
+    with following(server, secret, admin.organization) as client:
         entry = record(admin.organization)
         assert received_ids(client, 1) == [node_id(entry)]  # the stream is open
         api_token_revoke(token=token)
@@ -391,8 +398,6 @@ def test_revoking_the_token_ends_an_open_stream(server: str, admin: User) -> Non
         result = client.next(timeout=10)  # rechecked every second on this server
         assert error_code(result) == "UNAUTHENTICATED"
         assert time.monotonic() - started < 5
-    finally:
-        client.close()
 
 
 def test_a_client_that_falls_behind_is_closed_and_resumes_where_it_stopped(
@@ -400,9 +405,7 @@ def test_a_client_that_falls_behind_is_closed_and_resumes_where_it_stopped(
 ) -> None:
     org = admin.organization
     assert org is not None
-    marker = record(org)
-    client = WebSocketSubscriber(server, SUBSCRIBE, {"after": stream_cursor(marker)}, token=reader)
-    try:
+    with following(server, reader, org) as client:
         first = record(org)
         assert received_ids(client, 1) == [node_id(first)]  # caught up, following live
         # One statement, so the server reads them at once: more than the buffer holds.
@@ -413,8 +416,6 @@ def test_a_client_that_falls_behind_is_closed_and_resumes_where_it_stopped(
         (error,) = result["errors"]
         assert error["extensions"]["code"] == "SLOW_CONSUMER"
         resume = error["extensions"]["resumeAfter"]
-    finally:
-        client.close()
     burst = list(
         AuditLog.objects.filter(organization=org, id__gt=first.pk).order_by("stream_txid", "id")
     )
@@ -431,9 +432,7 @@ def test_entries_recorded_while_the_listening_connection_is_down_are_delivered(
     server: str, admin: User, reader: str
 ) -> None:
     org = admin.organization
-    marker = record(org)
-    client = WebSocketSubscriber(server, SUBSCRIBE, {"after": stream_cursor(marker)}, token=reader)
-    try:
+    with following(server, reader, org) as client:
         before = record(org)
         assert received_ids(client, 1) == [node_id(before)]
         with connection.cursor() as cursor:
@@ -449,8 +448,6 @@ def test_entries_recorded_while_the_listening_connection_is_down_are_delivered(
         ]
         after = record(org)
         assert edge_of(client.next(timeout=5))["node"]["id"] == node_id(after)
-    finally:
-        client.close()
 
 
 def test_the_token_may_come_in_the_handshake_header(server: str, admin: User, reader: str) -> None:
