@@ -187,6 +187,10 @@ def main() -> None:
     # server alike.
     os.environ["DEBUG"] = "0"
     os.environ.setdefault("SECRET_KEY", "bench-only-not-secret")
+    # This process builds datasets and vacuums 10M-row tables; the servers and the write
+    # figures keep the production statement timeout.
+    statement_timeout = os.environ.get("DB_STATEMENT_TIMEOUT_MS")
+    os.environ["DB_STATEMENT_TIMEOUT_MS"] = "0"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
     sys.path.insert(0, str(ROOT))
     import django
@@ -232,6 +236,10 @@ def main() -> None:
         cursor_value = cursor_encode(organization_id=org.pk, position=AuditLogPosition.of(deep))
         targets.append((size, token, shapes(timezone.now(), cursor_value)))
     close_all_connections()
+    if statement_timeout is None:
+        del os.environ["DB_STATEMENT_TIMEOUT_MS"]
+    else:
+        os.environ["DB_STATEMENT_TIMEOUT_MS"] = statement_timeout
 
     port = int(os.environ.get("BENCH_PORT", "0")) or _free_port()
     server_env = {

@@ -12,6 +12,11 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth import models as auth_models
         from django.contrib.auth.signals import user_logged_in
+        from django.db.models.signals import pre_migrate
+
+        from core.database import lift_statement_timeout
+
+        pre_migrate.connect(lift_statement_timeout, dispatch_uid="core_lift_statement_timeout")
 
         # Sign-in records last_login and USER_LOGIN together (core.services.user_record_login),
         # so Django's own last_login receiver is replaced rather than run beside it.

@@ -121,6 +121,15 @@ _pool = {
 if _pool["min_size"] > _pool["max_size"]:
     raise ImproperlyConfigured("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
 DATABASES["default"]["OPTIONS"] = {**DATABASES["default"]["OPTIONS"], "pool": _pool}  # type: ignore[dict-item]
+# The longest a single SQL statement may run (lock waits included) before PostgreSQL cancels
+# it and the request gets a TIMEOUT error; 0 for no limit. Migrations, imports and the
+# demo seed lift it for themselves (core.database.without_statement_timeout).
+DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=0)
+if DB_STATEMENT_TIMEOUT_MS:
+    _options = DATABASES["default"]["OPTIONS"]
+    _options["options"] = (  # type: ignore[index]
+        f"{_options.get('options', '')} -c statement_timeout={DB_STATEMENT_TIMEOUT_MS}".strip()  # type: ignore[attr-defined]
+    )
 
 # --- auth, i18n, static -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

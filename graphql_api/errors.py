@@ -8,6 +8,8 @@ Codes (the contract; clients branch on them, never on messages):
 * ``PAID_PLAN_REQUIRED``    -- an administrator of an organization on the Free plan
 * ``SLOW_CONSUMER``         -- a live stream fell too far behind and was closed (resume it
                                with ``extensions.resumeAfter``)
+* ``TIMEOUT``               -- a database statement ran longer than DB_STATEMENT_TIMEOUT_MS
+* ``SERVICE_UNAVAILABLE``   -- the database cannot be reached (restarting, overloaded); retry
 * ``INTERNAL_SERVER_ERROR`` -- anything unexpected; the details go to the server log only
 
 ``CodedErrors`` is the schema extension that enforces this on every response: errors
@@ -36,10 +38,13 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "FORBIDDEN"
     PAID_PLAN_REQUIRED = "PAID_PLAN_REQUIRED"
     SLOW_CONSUMER = "SLOW_CONSUMER"
+    TIMEOUT = "TIMEOUT"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
 INTERNAL_ERROR_MESSAGE = "Internal server error; it has been logged."
+UNAVAILABLE_MESSAGE = "The database is unavailable at the moment; retry in a few seconds."
 
 
 def coded_error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
@@ -80,6 +85,22 @@ def _coded(error: GraphQLError) -> GraphQLError:
             original_error=error.original_error,
             extensions=extensions,
         )
+    database = database_failure(error.original_error)
+    if database is not None:
+        code, message = database
+        logger.warning(
+            "Database failure in GraphQL field %s: %s",
+            ".".join(str(p) for p in error.path or ()) or "(none)",
+            type(error.original_error).__name__,
+        )
+        return GraphQLError(
+            message,
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": code.value},
+        )
     logger.error(
         "Unexpected error in GraphQL field %s",
         ".".join(str(p) for p in error.path or ()) or "(none)",
@@ -93,6 +114,36 @@ def _coded(error: GraphQLError) -> GraphQLError:
         path=error.path,
         extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
     )
+
+
+def database_failure(error: BaseException | None) -> tuple[ErrorCode, str] | None:
+    """The code and message for an error of the database, or None for anything else: a
+    cancelled statement (DB_STATEMENT_TIMEOUT_MS) is TIMEOUT; a connection that failed or
+    could not be had is SERVICE_UNAVAILABLE. Nothing of the error's text is passed on."""
+    import psycopg
+    from django.conf import settings
+    from django.db import InterfaceError, OperationalError
+    from psycopg_pool import PoolTimeout
+
+    unavailable = (
+        OperationalError,
+        InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+        PoolTimeout,
+    )
+    if not isinstance(error, unavailable):
+        return None
+    # Django wraps the driver's error; the driver's says whether it was a cancellation.
+    if isinstance(error, psycopg.errors.QueryCanceled) or isinstance(
+        error.__cause__, psycopg.errors.QueryCanceled
+    ):
+        return (
+            ErrorCode.TIMEOUT,
+            f"The database did not answer within {settings.DB_STATEMENT_TIMEOUT_MS} ms; "
+            "narrow the filter or retry later.",
+        )
+    return ErrorCode.SERVICE_UNAVAILABLE, UNAVAILABLE_MESSAGE
 
 
 def code_errors(errors: list[GraphQLError]) -> list[GraphQLError]:

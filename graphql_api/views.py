@@ -27,7 +27,13 @@ from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL
 from strawberry.types import ExecutionResult
 
 from graphql_api.context import GraphQLContext, uses_bearer_token
-from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, code_errors, error_payload
+from graphql_api.errors import (
+    INTERNAL_ERROR_MESSAGE,
+    ErrorCode,
+    code_errors,
+    database_failure,
+    error_payload,
+)
 from graphql_api.schema import schema
 
 logger = logging.getLogger("graphql_api.views")
@@ -104,7 +110,13 @@ class AuditGraphQLView(AsyncGraphQLView):
                 ErrorCode.BAD_USER_INPUT,
                 f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             )
-        except Exception:
+        except Exception as error:
+            database = database_failure(error)
+            if database is not None:
+                logger.warning(
+                    "Database failure serving %s: %s", request.path, type(error).__name__
+                )
+                return _error_response(503, *database)
             logger.exception("Unexpected error serving %s %s", request.method, request.path)
             return _error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
 

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.importing import InvalidLines, iter_drafts
 from audit.services import audit_log_bulk_create
+from core.database import without_statement_timeout
 from core.models import Organization
 from core.progress import ProgressBar
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         started = time.monotonic()
         progress = ProgressBar(path.stat().st_size, "Importing", unit="bytes")
         try:
-            with path.open("rb") as stream:
+            with path.open("rb") as stream, without_statement_timeout():
                 count = audit_log_bulk_create(
                     organization=org, drafts=iter_drafts(stream, on_bytes=progress.update)
                 )

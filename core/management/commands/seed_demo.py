@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from audit.events import AuditEventType as E
 from audit.services import AuditEntryDraft, audit_log_bulk_create
+from core.database import without_statement_timeout
 from core.models import Organization, User
 from core.progress import ProgressBar
 from core.services import api_token_create, organization_create, role_create, user_create
@@ -90,7 +91,8 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo data is already there ({DEMO_ORG}).")
             self._print_login(token=None)
             return
-        token = self._seed(options["events"])
+        with without_statement_timeout():  # a large --events is one long COPY
+            token = self._seed(options["events"])
         self._print_login(token)
 
     @transaction.atomic

@@ -1,0 +1,107 @@
+"""When the database is slow or gone, clients get coded errors, never a 500 or a hang, and
+the server recovers by itself. Against real uvicorn processes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection, transaction
+
+from audit.events import AuditEventType as E
+from audit.services import audit_log_record
+from core.models import User
+from core.services import api_token_create
+from tests.graphql_api.conftest import _database_url
+from tests.graphql_api.test_live_server import call
+from tests.support import free_port, start_serve, stop_serve
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PAGE = json.dumps({"query": "{ auditLogs(first: 5) { totalCount edges { node { event } } } }"})
+TIMEOUT_MS = 300
+
+
+@pytest.fixture(scope="module")
+def impatient_server(django_db_setup: None) -> Iterator[str]:
+    port = free_port()
+    server = start_serve(
+        port,
+        {
+            "DATABASE_URL": _database_url(connection.settings_dict),
+            "DB_STATEMENT_TIMEOUT_MS": str(TIMEOUT_MS),
+        },
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_serve(server)
+
+
+def test_a_statement_over_the_timeout_is_a_timeout_error_and_the_server_recovers(
+    impatient_server: str, admin: User
+) -> None:
+    assert admin.organization is not None
+    audit_log_record(organization=admin.organization, event=E.USER_LOGIN, actor=admin, ip=None)
+    token = api_token_create(user=admin)[1]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_table() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                assert release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_table)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        status, body = call(impatient_server, PAGE.encode(), headers)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(10)
+    assert status == 200
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["TIMEOUT"]
+    assert "audit_log" not in json.dumps(body) and "cancel" not in json.dumps(body).lower()
+    assert TIMEOUT_MS / 1000 <= waited < 5
+    # The same server, its pooled connections included, answers normally afterwards.
+    for _ in range(5):
+        status, body = call(impatient_server, PAGE.encode(), headers)
+        assert status == 200 and "errors" not in body, body
+
+
+def test_without_a_database_every_call_is_service_unavailable(db: None) -> None:
+    port = free_port()
+    nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/auditlog"
+    server = start_serve(port, {"DATABASE_URL": nowhere, "DB_POOL_TIMEOUT": "1"})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": "Bearer alog_not-checked-without-a-database"}
+        for body in (
+            PAGE,
+            json.dumps(
+                {
+                    "query": "mutation { recordAuditEvents(events: []) { events { id } } }",
+                }
+            ),
+        ):
+            started = time.monotonic()
+            status, reply = call(
+                url, body.encode(), {**headers, "Content-Type": "application/json"}
+            )
+            assert time.monotonic() - started < 10
+            assert status == 200
+            assert [e["extensions"]["code"] for e in reply["errors"]] == ["SERVICE_UNAVAILABLE"]
+            text = json.dumps(reply)
+            assert "127.0.0.1" not in text and "Traceback" not in text and "psycopg" not in text
+    finally:
+        stop_serve(server)
