@@ -14,6 +14,7 @@ class CoreConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
         from django.db.models.signals import pre_migrate
 
+        from core import checks  # noqa: F401 - registers the deploy checks
         from core.database import lift_statement_timeout
 
         pre_migrate.connect(lift_statement_timeout, dispatch_uid="core_lift_statement_timeout")
