@@ -168,3 +168,23 @@ class ApiToken(models.Model):
         if self.revoked_at is not None:
             return False
         return self.expires_at is None or self.expires_at > now
+
+
+class RateLimitWindow(models.Model):
+    """Requests counted against one rate-limit key (``t:`` + a token's digest, ``i:`` + a
+    client address) in one fixed window. Kept by core/rate_limit.py; the table is UNLOGGED
+    (counters need no crash safety, and skip the write-ahead log), and old windows are
+    deleted as they pass."""
+
+    key = models.CharField(max_length=80)
+    window_start = models.BigIntegerField(help_text="Start of the window, in Unix seconds.")
+    hits = models.IntegerField()
+
+    class Meta:
+        db_table = "rate_limit_window"
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="rate_limit_window_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start}: {self.hits}"

@@ -194,6 +194,11 @@ AUDIT_STREAM_DB_CONNECTIONS = env_int("AUDIT_STREAM_DB_CONNECTIONS", 4, minimum=
 # Origins of browser pages allowed to open a WebSocket to /graphql/ (with the user's
 # cookies) besides the server's own origin, e.g. https://admin.example.com; "*" for any.
 GRAPHQL_WS_ALLOWED_ORIGINS = env_list("GRAPHQL_WS_ALLOWED_ORIGINS", [])
+# Rate limits of /graphql/ (core/rate_limit.py): requests per window per API token and
+# per client address; 0 turns one off. Beyond them, HTTP 429 and RATE_LIMITED.
+RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
+RATE_LIMIT_PER_TOKEN = env_int("RATE_LIMIT_PER_TOKEN", 3000, minimum=0)
+RATE_LIMIT_PER_ADDRESS = env_int("RATE_LIMIT_PER_ADDRESS", 6000, minimum=0)
 # The in-browser IDE at GET /graphql/ (its page loads GraphiQL from a public CDN).
 GRAPHIQL = env_bool("GRAPHIQL", True)
 

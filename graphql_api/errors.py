@@ -10,6 +10,8 @@ Codes (the contract; clients branch on them, never on messages):
                                with ``extensions.resumeAfter``)
 * ``TIMEOUT``               -- a database statement ran longer than DB_STATEMENT_TIMEOUT_MS
 * ``SERVICE_UNAVAILABLE``   -- the database cannot be reached (restarting, overloaded); retry
+* ``RATE_LIMITED``          -- too many requests for a token or an address; retry after
+                               ``extensions.retryAfter`` seconds (HTTP 429, Retry-After)
 * ``INTERNAL_SERVER_ERROR`` -- anything unexpected; the details go to the server log only
 
 ``CodedErrors`` is the schema extension that enforces this on every response: errors
@@ -40,6 +42,7 @@ class ErrorCode(enum.StrEnum):
     SLOW_CONSUMER = "SLOW_CONSUMER"
     TIMEOUT = "TIMEOUT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
@@ -56,9 +59,12 @@ def bad_user_input(message: str) -> GraphQLError:
     return coded_error(ErrorCode.BAD_USER_INPUT, message)
 
 
-def error_payload(code: ErrorCode, message: str) -> dict[str, Any]:
+def error_payload(code: ErrorCode, message: str, **extensions: Any) -> dict[str, Any]:
     """A complete GraphQL response body holding one error, for failures before execution."""
-    return {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
+    return {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": code.value, **extensions}}],
+    }
 
 
 def _is_deliberate(error: GraphQLError) -> bool:

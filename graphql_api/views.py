@@ -14,6 +14,7 @@ import json
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from cross_web import AsyncDjangoHTTPRequestAdapter, HTTPException
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -26,6 +27,9 @@ from strawberry.http import GraphQLHTTPResponse, process_result
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL
 from strawberry.types import ExecutionResult
 
+from core.authentication import MalformedAuthorization, bearer_credentials
+from core.client_ip import client_ip
+from core.rate_limit import RateLimited, rate_limit_hit
 from graphql_api.context import GraphQLContext, uses_bearer_token
 from graphql_api.errors import (
     INTERNAL_ERROR_MESSAGE,
@@ -77,6 +81,42 @@ def _error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
     )
 
 
+async def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+    """Count the request against its token's and its address's limits (core/rate_limit.py);
+    the 429 response when it is over one."""
+    try:
+        credentials = bearer_credentials(request.META.get("HTTP_AUTHORIZATION"))
+    except MalformedAuthorization:
+        credentials = None  # refused later with UNAUTHENTICATED; counted by address
+    address = client_ip(
+        request.META.get("REMOTE_ADDR"),
+        request.META.get("HTTP_X_FORWARDED_FOR"),
+        settings.TRUSTED_PROXIES,
+    )
+    try:
+        await sync_to_async(rate_limit_hit)(
+            token_secret=credentials.secret if credentials is not None else None,
+            address=address,
+        )
+    except RateLimited as refused:
+        window = settings.RATE_LIMIT_WINDOW_SECONDS
+        response = HttpResponse(
+            json.dumps(
+                error_payload(
+                    ErrorCode.RATE_LIMITED,
+                    f"Too many requests for this {refused.scope}: at most {refused.limit} "
+                    f"per {window} s. Retry in {refused.retry_after} s.",
+                    retryAfter=refused.retry_after,
+                )
+            ),
+            status=429,
+            content_type="application/json",
+        )
+        response["Retry-After"] = str(refused.retry_after)
+        return response
+    return None
+
+
 class AuditGraphQLView(AsyncGraphQLView):
     request_adapter_class = _RequestAdapter
 
@@ -101,6 +141,9 @@ class AuditGraphQLView(AsyncGraphQLView):
                     "X-CSRFToken header.",
                 )
         try:
+            limited = await _rate_limited(request)
+            if limited is not None:
+                return limited
             return await self.run(request=request)
         except HTTPException as error:
             return _error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason)

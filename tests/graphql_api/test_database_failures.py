@@ -79,10 +79,24 @@ def test_a_statement_over_the_timeout_is_a_timeout_error_and_the_server_recovers
         assert status == 200 and "errors" not in body, body
 
 
-def test_without_a_database_every_call_is_service_unavailable(db: None) -> None:
+@pytest.mark.parametrize(
+    ("rate_limits", "status_code"),
+    [
+        # The rate limiter's count is the first statement: it fails before the operation.
+        ("on", 503),
+        # Without it, the token lookup fails inside the operation: a GraphQL error.
+        ("off", 200),
+    ],
+)
+def test_without_a_database_every_call_is_service_unavailable(
+    db: None, rate_limits: str, status_code: int
+) -> None:
     port = free_port()
     nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/auditlog"
-    server = start_serve(port, {"DATABASE_URL": nowhere, "DB_POOL_TIMEOUT": "1"})
+    env = {"DATABASE_URL": nowhere, "DB_POOL_TIMEOUT": "1"}
+    if rate_limits == "off":
+        env |= {"RATE_LIMIT_PER_TOKEN": "0", "RATE_LIMIT_PER_ADDRESS": "0"}
+    server = start_serve(port, env)
     try:
         url = f"http://127.0.0.1:{port}"
         headers = {"Authorization": "Bearer alog_not-checked-without-a-database"}
@@ -99,7 +113,7 @@ def test_without_a_database_every_call_is_service_unavailable(db: None) -> None:
                 url, body.encode(), {**headers, "Content-Type": "application/json"}
             )
             assert time.monotonic() - started < 10
-            assert status == 200
+            assert status == status_code
             assert [e["extensions"]["code"] for e in reply["errors"]] == ["SERVICE_UNAVAILABLE"]
             text = json.dumps(reply)
             assert "127.0.0.1" not in text and "Traceback" not in text and "psycopg" not in text

@@ -1,0 +1,87 @@
+"""Rate limits per API token and per client address, counted in PostgreSQL, against a real
+uvicorn process with small limits."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from email.message import Message
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from core.models import User
+from core.services import api_token_create
+from tests.graphql_api.conftest import _database_url
+from tests.support import free_port, start_serve, stop_serve
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WINDOW, PER_TOKEN, PER_ADDRESS = 4, 5, 12
+QUERY = json.dumps({"query": "{ __typename }"}).encode()
+
+
+@pytest.fixture(scope="module")
+def limited_server(django_db_setup: None) -> Iterator[str]:
+    port = free_port()
+    server = start_serve(
+        port,
+        {
+            "DATABASE_URL": _database_url(connection.settings_dict),
+            "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW),
+            "RATE_LIMIT_PER_TOKEN": str(PER_TOKEN),
+            "RATE_LIMIT_PER_ADDRESS": str(PER_ADDRESS),
+        },
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_serve(server)
+
+
+def post(url: str, token: str | None) -> tuple[int, Message, dict[str, Any]]:
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url + "/graphql/", data=QUERY, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, json.loads(error.read())
+
+
+def fresh_window() -> None:
+    """Wait for a window to begin, so that a burst of requests falls in one window."""
+    time.sleep(WINDOW - time.time() % WINDOW + 0.05)
+
+
+def test_a_token_over_its_limit_is_refused_until_the_window_ends(
+    limited_server: str, admin: User
+) -> None:
+    token = api_token_create(user=admin)[1]
+    other = api_token_create(user=admin)[1]
+    fresh_window()
+    assert [post(limited_server, token)[0] for _ in range(PER_TOKEN)] == [200] * PER_TOKEN
+    status, headers, body = post(limited_server, token)
+    assert status == 429
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    assert "token" in error["message"]
+    assert 1 <= int(headers["Retry-After"]) == error["extensions"]["retryAfter"] <= WINDOW
+    assert post(limited_server, other)[0] == 200  # another token has its own count
+    time.sleep(int(headers["Retry-After"]))
+    assert post(limited_server, token)[0] == 200
+
+
+def test_an_address_over_its_limit_is_refused_whatever_the_token(limited_server: str) -> None:
+    fresh_window()
+    # Made-up tokens: refused with UNAUTHENTICATED, but counted first.
+    statuses = [post(limited_server, f"alog_made-up-{n}")[0] for n in range(PER_ADDRESS)]
+    assert statuses == [200] * PER_ADDRESS
+    status, _, body = post(limited_server, None)
+    assert status == 429 and "address" in body["errors"][0]["message"]
