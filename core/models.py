@@ -188,3 +188,19 @@ class RateLimitWindow(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} @ {self.window_start}: {self.hits}"
+
+
+class StreamLease(models.Model):
+    """One open live-stream subscription of a holder (``t:<token id>`` or ``u:<user id>``),
+    for the cap on concurrent subscriptions (AUDIT_STREAM_MAX_PER_HOLDER). Renewed while
+    the stream is open; a lease whose process died expires by itself. UNLOGGED."""
+
+    holder = models.CharField(max_length=40)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "stream_lease"
+        indexes: ClassVar = [models.Index(fields=["holder"], name="stream_lease_holder")]
+
+    def __str__(self) -> str:
+        return f"{self.holder} until {self.expires_at.isoformat()}"

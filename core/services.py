@@ -16,13 +16,21 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email, validate_slug
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from audit.events import AuditEventType
 from audit.services import UNSET, Unset, audit_log_record
-from core.models import ApiToken, ApiTokenScope, Organization, Role, User, normalize_email
+from core.models import (
+    ApiToken,
+    ApiTokenScope,
+    Organization,
+    Role,
+    StreamLease,
+    User,
+    normalize_email,
+)
 
 TOKEN_PREFIX = "alog_"  # noqa: S105 - a marker, not a secret
 
@@ -302,3 +310,27 @@ def api_token_record_use(*, token: ApiToken, now: datetime | None = None) -> boo
     if written:
         token.last_used_at = now
     return bool(written)
+
+
+# --- live-stream leases --------------------------------------------------------------------
+
+
+def stream_lease_acquire(*, holder: str, limit: int, ttl: timedelta) -> int | None:
+    """A lease for one more open stream of ``holder``, or None when it already holds
+    ``limit`` unexpired leases. Holders are serialized by an advisory lock for the length
+    of this transaction, so two servers cannot both grant the last lease."""
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [holder])
+        StreamLease.objects.filter(holder=holder, expires_at__lte=now).delete()
+        if StreamLease.objects.filter(holder=holder).count() >= limit:
+            return None
+        return StreamLease.objects.create(holder=holder, expires_at=now + ttl).pk
+
+
+def stream_lease_renew(*, lease_id: int, ttl: timedelta) -> None:
+    StreamLease.objects.filter(pk=lease_id).update(expires_at=timezone.now() + ttl)
+
+
+def stream_lease_release(*, lease_id: int) -> None:
+    StreamLease.objects.filter(pk=lease_id).delete()

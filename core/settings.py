@@ -188,6 +188,9 @@ AUDIT_STREAM_POLL_SECONDS = env_int("AUDIT_STREAM_POLL_SECONDS", 5, minimum=1)
 # How often an open stream checks that its caller may still read (revoked token, ended
 # session, lost role); the stream ends with a coded error when not.
 AUDIT_STREAM_RECHECK_SECONDS = env_int("AUDIT_STREAM_RECHECK_SECONDS", 30, minimum=1)
+# Live streams that may be open at once per API token (or signed-in user), over every
+# server; more get SUBSCRIPTION_LIMIT.
+AUDIT_STREAM_MAX_PER_HOLDER = env_int("AUDIT_STREAM_MAX_PER_HOLDER", 20, minimum=1)
 # Database connections per server process for reading the stream, besides its one
 # listening connection (and the request pool, DB_POOL_*).
 AUDIT_STREAM_DB_CONNECTIONS = env_int("AUDIT_STREAM_DB_CONNECTIONS", 4, minimum=1)

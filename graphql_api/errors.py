@@ -8,6 +8,7 @@ Codes (the contract; clients branch on them, never on messages):
 * ``PAID_PLAN_REQUIRED``    -- an administrator of an organization on the Free plan
 * ``SLOW_CONSUMER``         -- a live stream fell too far behind and was closed (resume it
                                with ``extensions.resumeAfter``)
+* ``SUBSCRIPTION_LIMIT``    -- a token (or user) already has the most live streams open
 * ``TIMEOUT``               -- a database statement ran longer than DB_STATEMENT_TIMEOUT_MS
 * ``SERVICE_UNAVAILABLE``   -- the database cannot be reached (restarting, overloaded); retry
 * ``RATE_LIMITED``          -- too many requests for a token or an address; retry after
@@ -40,6 +41,7 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "FORBIDDEN"
     PAID_PLAN_REQUIRED = "PAID_PLAN_REQUIRED"
     SLOW_CONSUMER = "SLOW_CONSUMER"
+    SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
     TIMEOUT = "TIMEOUT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     RATE_LIMITED = "RATE_LIMITED"

@@ -9,16 +9,18 @@ graphql_api/websocket.py) and GraphQL over SSE (the HTTP view, graphql_api/views
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import strawberry
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from strawberry.types import Info
 
 from audit.selectors import AuditLogFilter, AuditLogPosition, StreamPosition
 from audit.stream import StreamStart, SubscriberTooSlow, audit_log_follow
 from core.predicates import user_may_read_audit_logs
+from core.services import stream_lease_acquire, stream_lease_release, stream_lease_renew
 from graphql_api.context import context_of
 from graphql_api.cursors import InvalidCursor, cursor_decode_stream, cursor_encode
 from graphql_api.errors import ErrorCode, bad_user_input, coded_error
@@ -42,6 +44,8 @@ class AuditLogSubscriptions:
             "again while the stream is open (a revoked token ends it with UNAUTHENTICATED). "
             "A client that falls more than AUDIT_STREAM_BUFFER entries behind is closed "
             "with SLOW_CONSUMER and extensions.resumeAfter, the cursor to resume from. "
+            "At most AUDIT_STREAM_MAX_PER_HOLDER streams may be open at once per API token "
+            "(or signed-in user); more get SUBSCRIPTION_LIMIT. "
             "WebSocket (graphql-transport-ws) or GraphQL over SSE, both at /graphql/."
         ),
     )
@@ -81,7 +85,22 @@ class AuditLogSubscriptions:
                 else StreamStart(after_stream=(stream_txid, position.id))
             )
 
+        # The cap on open streams per token (or signed-in user), across every server.
+        first_caller = await context.caller()
+        holder = f"t:{first_caller.token.pk}" if first_caller.token else f"u:{user.pk}"
+        lease_ttl = timedelta(seconds=3 * settings.AUDIT_STREAM_RECHECK_SECONDS)
+        lease = await sync_to_async(stream_lease_acquire)(
+            holder=holder, limit=settings.AUDIT_STREAM_MAX_PER_HOLDER, ttl=lease_ttl
+        )
+        if lease is None:
+            raise coded_error(
+                ErrorCode.SUBSCRIPTION_LIMIT,
+                f"At most {settings.AUDIT_STREAM_MAX_PER_HOLDER} live streams may be open at "
+                "once per API token (or signed-in user); close one first.",
+            )
+
         async def still_allowed() -> None:
+            await sync_to_async(stream_lease_renew)(lease_id=lease, ttl=lease_ttl)
             caller = await context.recheck_caller()
             if caller.user is None:
                 raise coded_error(
@@ -119,6 +138,8 @@ class AuditLogSubscriptions:
                 "after: extensions.resumeAfter to continue where it stopped.",
                 resumeAfter=_resume_cursor(organization_id, too_slow.resume),
             ) from None
+        finally:
+            await sync_to_async(stream_lease_release)(lease_id=lease)
 
 
 def _resume_cursor(organization_id: int, position: StreamPosition) -> str:

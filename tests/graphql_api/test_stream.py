@@ -35,6 +35,7 @@ from tests.support import SSESubscriber, WebSocketSubscriber, free_port, start_s
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BUFFER = 20
+MAX_STREAMS = 3
 SUBSCRIBE = """
 subscription Follow($filter: AuditLogFilter, $after: String) {
   auditLogCreated(filter: $filter, after: $after) {
@@ -55,6 +56,7 @@ def _serve(**env: str) -> Iterator[str]:
             # Short, so that the tests of revocation and of slow consumers are quick.
             "AUDIT_STREAM_RECHECK_SECONDS": "1",
             "AUDIT_STREAM_BUFFER": str(BUFFER),
+            "AUDIT_STREAM_MAX_PER_HOLDER": str(MAX_STREAMS),
             # Long, so that every delivery within a test's timeouts is driven by the
             # notifications (or the listener's reconnection), not by polling.
             "AUDIT_STREAM_POLL_SECONDS": "60",
@@ -508,3 +510,32 @@ def test_a_page_of_another_site_cannot_use_the_session(server: str, admin: User)
             headers={"Cookie": _session_cookie(admin), "Origin": "https://evil.example"},
         )
     assert refused.value.response.status_code == 403
+
+
+def test_a_token_may_hold_only_so_many_open_streams(server: str, admin: User) -> None:
+    token, other = (api_token_create(user=admin)[1] for _ in range(2))
+    open_streams = [WebSocketSubscriber(server, SUBSCRIBE, token=token) for _ in range(MAX_STREAMS)]
+    try:
+        time.sleep(1)  # every one of them has started
+        refused = WebSocketSubscriber(server, SUBSCRIBE, token=token)
+        try:
+            assert error_code(refused.next()) == "SUBSCRIPTION_LIMIT"
+        finally:
+            refused.close()
+        with following(server, other, admin.organization) as elsewhere:  # its own count
+            entry = record(admin.organization)
+            assert received_ids(elsewhere, 1) == [node_id(entry)]
+        open_streams.pop().close()  # closing one frees its place
+        deadline = time.monotonic() + 10
+        while True:
+            again = WebSocketSubscriber(server, SUBSCRIBE, token=token)
+            try:
+                if again.nothing_within(1.5):
+                    break  # accepted: no error, the stream is open
+            except AssertionError:
+                assert time.monotonic() < deadline, "the closed stream's place was not freed"
+            finally:
+                again.close()
+    finally:
+        for stream in open_streams:
+            stream.close()
