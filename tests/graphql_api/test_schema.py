@@ -101,3 +101,25 @@ def test_everything_is_described() -> None:
         else:
             assert isinstance(named, GraphQLScalarType)
     assert missing == []
+
+
+def test_each_event_of_a_subscription_gets_its_own_subfield_memo() -> None:
+    """graphql-core 3.3 shares one memo of collected sub-fields among all the events of a
+    subscription, which grows with every event; the schema's execution context gives each
+    event its own. When the first assertion fails, graphql-core has changed and the
+    override in graphql_api/schema.py may go."""
+    from graphql import parse
+    from graphql.execution.executor import Executor
+
+    from graphql_api.schema import AuditExecutionContext, schema
+
+    document = parse("subscription { auditLogCreated { cursor } }")
+    upstream = Executor.build(schema._schema, document)
+    ours = AuditExecutionContext.build(schema._schema, document)
+    assert isinstance(upstream, Executor) and isinstance(ours, AuditExecutionContext)
+    assert upstream.build_per_event_executor({})._relevant_sub_fields is (
+        upstream._relevant_sub_fields
+    )
+    first, second = (ours.build_per_event_executor({}) for _ in range(2))
+    assert first._relevant_sub_fields is not ours._relevant_sub_fields
+    assert first._relevant_sub_fields is not second._relevant_sub_fields
