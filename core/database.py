@@ -3,11 +3,14 @@ commands."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import connection, connections
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection, connections
+
+T = TypeVar("T")
 
 
 def close_all_connections() -> None:
@@ -39,3 +42,19 @@ def lift_statement_timeout(**kwargs: Any) -> None:
     using = kwargs.get("using", "default")
     with connections[using].cursor() as cursor:
         cursor.execute("SET statement_timeout = 0")
+
+
+async def run_outside_request(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a function that uses the ORM from code that lives outside Django's request cycle
+    (a WebSocket operation, a stream open for hours), with a connection taken for this
+    call only. Django returns a request's connection to the pool when the request ends;
+    nothing would return this one, and after a database restart it would stay broken."""
+
+    def call() -> T:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return await sync_to_async(call)()

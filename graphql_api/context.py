@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import AnonymousUser
+from django.db import close_old_connections
 from strawberry.django.context import StrawberryDjangoContext
 from strawberry.types import Info
 
@@ -46,10 +47,19 @@ class GraphQLContext(StrawberryDjangoContext):
     memo: dict[Any, Any] = field(default_factory=dict)
     # The payload of a WebSocket's connection_init message (graphql_api/websocket.py).
     connection_params: Any = None
+    # True for WebSocket operations: no Django request wraps them, so their database
+    # work must hand its connection back itself (core.database.run_outside_request).
+    outside_request_cycle: bool = False
 
     async def caller(self) -> Caller:
         if self._caller is None:
-            self._caller = await _resolve_caller(self.request)
+            if self.outside_request_cycle:
+                await sync_to_async(close_old_connections)()
+            try:
+                self._caller = await _resolve_caller(self.request)
+            finally:
+                if self.outside_request_cycle:
+                    await sync_to_async(close_old_connections)()
         return self._caller
 
     async def recheck_caller(self) -> Caller:
@@ -66,7 +76,12 @@ class GraphQLContext(StrawberryDjangoContext):
             # django.contrib.auth caches the user on the request; load it afresh.
             request.__dict__.pop("_acached_user", None)
         self._caller = None
-        return await self.caller()
+        # Long-lived: whatever connection this thread held may have broken since.
+        await sync_to_async(close_old_connections)()
+        try:
+            return await self.caller()
+        finally:
+            await sync_to_async(close_old_connections)()
 
 
 def context_of(info: Info[Any, Any]) -> GraphQLContext:

@@ -161,7 +161,7 @@ def code_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
 
 
 class CodedErrors(SchemaExtension):
-    """Codes and masks the errors of every operation. Errors raised before the operation
+    """Codes and masks the errors of every operation and of every result of a stream. Errors raised before the operation
     starts (a document the parser cache rejects) bypass extensions; the HTTP view passes
     those through ``code_errors`` too."""
 
@@ -171,3 +171,11 @@ class CodedErrors(SchemaExtension):
         errors = getattr(result, "errors", None)
         if result is not None and errors:
             result.errors = code_errors(errors)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        # Each result of a subscription, whatever the transport (the WebSocket protocol
+        # formats results itself, so this is the one place to code them).
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = code_errors(errors)
+        yield

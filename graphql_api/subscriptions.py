@@ -13,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import strawberry
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from strawberry.types import Info
 
 from audit.selectors import AuditLogFilter, AuditLogPosition, StreamPosition
 from audit.stream import StreamStart, SubscriberTooSlow, audit_log_follow
+from core.database import run_outside_request
 from core.predicates import user_may_read_audit_logs
 from core.services import stream_lease_acquire, stream_lease_release, stream_lease_renew
 from graphql_api.context import context_of
@@ -89,8 +89,11 @@ class AuditLogSubscriptions:
         first_caller = await context.caller()
         holder = f"t:{first_caller.token.pk}" if first_caller.token else f"u:{user.pk}"
         lease_ttl = timedelta(seconds=3 * settings.AUDIT_STREAM_RECHECK_SECONDS)
-        lease = await sync_to_async(stream_lease_acquire)(
-            holder=holder, limit=settings.AUDIT_STREAM_MAX_PER_HOLDER, ttl=lease_ttl
+        lease = await run_outside_request(
+            stream_lease_acquire,
+            holder=holder,
+            limit=settings.AUDIT_STREAM_MAX_PER_HOLDER,
+            ttl=lease_ttl,
         )
         if lease is None:
             raise coded_error(
@@ -100,7 +103,7 @@ class AuditLogSubscriptions:
             )
 
         async def still_allowed() -> None:
-            await sync_to_async(stream_lease_renew)(lease_id=lease, ttl=lease_ttl)
+            await run_outside_request(stream_lease_renew, lease_id=lease, ttl=lease_ttl)
             caller = await context.recheck_caller()
             if caller.user is None:
                 raise coded_error(
@@ -139,7 +142,7 @@ class AuditLogSubscriptions:
                 resumeAfter=_resume_cursor(organization_id, too_slow.resume),
             ) from None
         finally:
-            await sync_to_async(stream_lease_release)(lease_id=lease)
+            await run_outside_request(stream_lease_release, lease_id=lease)
 
 
 def _resume_cursor(organization_id: int, position: StreamPosition) -> str:

@@ -27,11 +27,9 @@ from django.http.cookie import parse_cookie
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from graphql_api.context import GraphQLContext
-from graphql_api.errors import code_errors
 from graphql_api.schema import schema
 
 
@@ -58,7 +56,11 @@ class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
     async def get_context(  # type: ignore[override]
         self, request: WebSocket, response: WebSocket
     ) -> GraphQLContext:
-        return GraphQLContext(request=django_request(request), response=None)  # type: ignore[arg-type]
+        return GraphQLContext(
+            request=django_request(request),
+            response=None,  # type: ignore[arg-type]
+            outside_request_cycle=True,
+        )
 
     async def on_ws_connect(self, context: Any) -> UnsetType | dict[str, object] | None:
         params = context.connection_params
@@ -69,11 +71,6 @@ class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
             if authorization is not None:
                 context.request.META["HTTP_AUTHORIZATION"] = str(authorization)
         return UNSET
-
-    async def process_result(self, request: Any, result: ExecutionResult) -> Any:
-        if result.errors:
-            result.errors = code_errors(result.errors)
-        return await super().process_result(request, result)
 
 
 graphql_websocket = GraphQLWebSocket(
