@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 # Tests never use a real secret; production must set its own SECRET_KEY.
 TEST_ENV := SECRET_KEY=test-only-not-secret DEBUG=0
 
-.PHONY: install run test bench schema schema-check lint typecheck check lock clean-data
+.PHONY: install run test bench soak schema schema-check lint typecheck check lock clean-data
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: install
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk (or your system's package)"; exit 1; }
 	$(PY) -m bench
+
+## Load and a database restart at once, then checks that nothing was lost (bench/soak.py): SOAK_SECONDS (120), ...
+soak: install
+	$(PY) -m bench.soak
 
 ## Regenerate schema.graphql, the published GraphQL contract, from the code.
 schema: install

@@ -34,6 +34,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,6 +139,14 @@ class EmbeddedPostgres:
                     self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
             finally:
                 os.close(fd)
+
+    def restart(self, *, down_seconds: float = 0) -> None:
+        """Stop the server (fast shutdown: open sessions are ended), wait ``down_seconds``,
+        start it again: what the soak test (bench/soak.py) puts the application through."""
+        self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
+        time.sleep(down_seconds)
+        options = f"-k {shlex.quote(str(self.socket_dir))} -p {PORT}"
+        self._pg_ctl("start", "-w", "-t", "60", "-l", str(self.log_file), "-o", options)
 
     def is_running(self) -> bool:
         if not (self.pgdata / "PG_VERSION").exists():
