@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -81,40 +82,40 @@ def _error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
     )
 
 
-async def _rate_limited(request: HttpRequest) -> HttpResponse | None:
-    """Count the request against its token's and its address's limits (core/rate_limit.py);
-    the 429 response when it is over one."""
+def rate_limit_refusal(meta: Mapping[str, Any]) -> tuple[dict[str, Any], int] | None:
+    """Count a request (its headers as ``META``) against its token's and its address's
+    limits (core/rate_limit.py): the error body and the retry hint in seconds when it is
+    over one, else None. For HTTP requests and WebSocket handshakes alike."""
     try:
-        credentials = bearer_credentials(request.META.get("HTTP_AUTHORIZATION"))
+        credentials = bearer_credentials(meta.get("HTTP_AUTHORIZATION"))
     except MalformedAuthorization:
         credentials = None  # refused later with UNAUTHENTICATED; counted by address
     address = client_ip(
-        request.META.get("REMOTE_ADDR"),
-        request.META.get("HTTP_X_FORWARDED_FOR"),
-        settings.TRUSTED_PROXIES,
+        meta.get("REMOTE_ADDR"), meta.get("HTTP_X_FORWARDED_FOR"), settings.TRUSTED_PROXIES
     )
     try:
-        await sync_to_async(rate_limit_hit)(
+        rate_limit_hit(
             token_secret=credentials.secret if credentials is not None else None,
             address=address,
         )
     except RateLimited as refused:
-        window = settings.RATE_LIMIT_WINDOW_SECONDS
-        response = HttpResponse(
-            json.dumps(
-                error_payload(
-                    ErrorCode.RATE_LIMITED,
-                    f"Too many requests for this {refused.scope}: at most {refused.limit} "
-                    f"per {window} s. Retry in {refused.retry_after} s.",
-                    retryAfter=refused.retry_after,
-                )
-            ),
-            status=429,
-            content_type="application/json",
+        message = (
+            f"Too many requests for this {refused.scope}: at most {refused.limit} per "
+            f"{settings.RATE_LIMIT_WINDOW_SECONDS} s. Retry in {refused.retry_after} s."
         )
-        response["Retry-After"] = str(refused.retry_after)
-        return response
+        body = error_payload(ErrorCode.RATE_LIMITED, message, retryAfter=refused.retry_after)
+        return body, refused.retry_after
     return None
+
+
+async def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+    refusal = await sync_to_async(rate_limit_refusal)(request.META)
+    if refusal is None:
+        return None
+    body, retry_after = refusal
+    response = HttpResponse(json.dumps(body), status=429, content_type="application/json")
+    response["Retry-After"] = str(retry_after)
+    return response
 
 
 class AuditGraphQLView(AsyncGraphQLView):

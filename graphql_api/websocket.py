@@ -15,6 +15,7 @@ Permissions and error codes are those of the subscription fields themselves.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from functools import partial
 from importlib import import_module
@@ -29,8 +30,10 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UNSET, UnsetType
 
+from core.database import run_outside_request
 from graphql_api.context import GraphQLContext
 from graphql_api.schema import schema
+from graphql_api.views import rate_limit_refusal
 
 
 def django_request(websocket: WebSocket) -> HttpRequest:
@@ -53,6 +56,32 @@ def django_request(websocket: WebSocket) -> HttpRequest:
 
 
 class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # A handshake counts against the rate limits like an HTTP request (the token of a
+        # connection_init payload is not known yet: the address and a header token are).
+        request = django_request(WebSocket(scope, receive=receive, send=send))
+        refusal = await run_outside_request(rate_limit_refusal, request.META)
+        if refusal is not None:
+            body, retry_after = refusal
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": 429,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"retry-after", str(retry_after).encode()),
+                        ],
+                    }
+                )
+                await send(
+                    {"type": "websocket.http.response.body", "body": json.dumps(body).encode()}
+                )
+            else:  # the server cannot send a refusal with a body: a plain 403
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        await super().__call__(scope, receive, send)
+
     async def get_context(  # type: ignore[override]
         self, request: WebSocket, response: WebSocket
     ) -> GraphQLContext:

@@ -85,3 +85,19 @@ def test_an_address_over_its_limit_is_refused_whatever_the_token(limited_server:
     assert statuses == [200] * PER_ADDRESS
     status, _, body = post(limited_server, None)
     assert status == 429 and "address" in body["errors"][0]["message"]
+
+
+def test_websocket_handshakes_count_against_the_address(limited_server: str) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    from tests.support import WebSocketSubscriber
+
+    fresh_window()
+    for _ in range(PER_ADDRESS):
+        post(limited_server, None)
+    with pytest.raises(InvalidStatus) as refused:
+        WebSocketSubscriber(limited_server, "subscription { auditLogCreated { cursor } }")
+    response = refused.value.response
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= WINDOW
+    assert json.loads(response.body)["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
