@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 # Tests never use a real secret; production must set its own SECRET_KEY.
 TEST_ENV := SECRET_KEY=test-only-not-secret DEBUG=0
 
-.PHONY: install run test bench soak schema schema-check lint typecheck check lock clean-data
+.PHONY: install run test bench soak backup restore schema schema-check lint typecheck check lock clean-data
 
 install: $(STAMP)
 
@@ -37,6 +37,15 @@ bench: install
 ## Load and a database restart at once, then checks that nothing was lost (bench/soak.py): SOAK_SECONDS (120), ...
 soak: install
 	$(PY) -m bench.soak
+
+## Back up the database (pg_dump) to FILE (default backups/<database>-<UTC time>.dump).
+backup: install
+	DEBUG=$${DEBUG:-1} $(PY) manage.py backup_db $(if $(FILE),-o $(FILE))
+
+## Restore FILE into a new database DATABASE on the same server (pg_restore).
+restore: install
+	@test -n "$(FILE)" -a -n "$(DATABASE)" || { echo "usage: make restore FILE=backups/x.dump DATABASE=new_name"; exit 2; }
+	DEBUG=$${DEBUG:-1} $(PY) manage.py restore_db $(FILE) --database $(DATABASE)
 
 ## Regenerate schema.graphql, the published GraphQL contract, from the code.
 schema: install
