@@ -195,6 +195,8 @@ def latency(port: int, token: str, organization: Any, seconds: float) -> dict[st
     loop.call_soon_threadsafe(everyone.cancel)  # the clients close their sockets
     clients.join(10)
     delays = [(t - committed[seq]) * 1000 for seq, t in list(receipts) if seq in committed]
+    if not delays:
+        raise SystemExit("no live delivery was received; see the errors above")
     return {
         "stream_subscribers": SUBSCRIBERS,
         "stream_events": total,
