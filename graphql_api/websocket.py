@@ -32,6 +32,7 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from core.database import run_outside_request
 from graphql_api.context import GraphQLContext
+from graphql_api.errors import database_failure, error_payload
 from graphql_api.schema import schema
 from graphql_api.views import rate_limit_refusal
 
@@ -60,25 +61,17 @@ class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
         # A handshake counts against the rate limits like an HTTP request (the token of a
         # connection_init payload is not known yet: the address and a header token are).
         request = django_request(WebSocket(scope, receive=receive, send=send))
-        refusal = await run_outside_request(rate_limit_refusal, request.META)
+        try:
+            refusal = await run_outside_request(rate_limit_refusal, request.META)
+        except Exception as error:
+            database = database_failure(error)
+            if database is None:
+                raise
+            await _deny(scope, send, 503, error_payload(*database), {})
+            return
         if refusal is not None:
             body, retry_after = refusal
-            if "websocket.http.response" in scope.get("extensions", {}):
-                await send(
-                    {
-                        "type": "websocket.http.response.start",
-                        "status": 429,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"retry-after", str(retry_after).encode()),
-                        ],
-                    }
-                )
-                await send(
-                    {"type": "websocket.http.response.body", "body": json.dumps(body).encode()}
-                )
-            else:  # the server cannot send a refusal with a body: a plain 403
-                await send({"type": "websocket.close", "code": 1008})
+            await _deny(scope, send, 429, body, {"retry-after": str(retry_after)})
             return
         await super().__call__(scope, receive, send)
 
@@ -100,6 +93,27 @@ class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
             if authorization is not None:
                 context.request.META["HTTP_AUTHORIZATION"] = str(authorization)
         return UNSET
+
+
+async def _deny(
+    scope: Any, send: Any, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    """Refuse a handshake with an HTTP status and a GraphQL error body (uvicorn supports
+    the ASGI denial response); where the server cannot, a plain close (HTTP 403)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                *((k.encode(), v.encode()) for k, v in headers.items()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": json.dumps(body).encode()})
 
 
 graphql_websocket = GraphQLWebSocket(

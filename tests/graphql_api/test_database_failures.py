@@ -117,5 +117,15 @@ def test_without_a_database_every_call_is_service_unavailable(
             assert [e["extensions"]["code"] for e in reply["errors"]] == ["SERVICE_UNAVAILABLE"]
             text = json.dumps(reply)
             assert "127.0.0.1" not in text and "Traceback" not in text and "psycopg" not in text
+        if rate_limits == "on":  # a WebSocket handshake is counted first, too
+            from websockets.exceptions import InvalidStatus
+
+            from tests.support import WebSocketSubscriber
+
+            with pytest.raises(InvalidStatus) as refused:
+                WebSocketSubscriber(url, "subscription { auditLogCreated { cursor } }")
+            assert refused.value.response.status_code == 503
+            body = json.loads(refused.value.response.body or b"{}")
+            assert body["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     finally:
         stop_serve(server)
