@@ -101,26 +101,24 @@ def _coded(error: GraphQLError) -> GraphQLError:
             ".".join(str(p) for p in error.path or ()) or "(none)",
             type(error.original_error).__name__,
         )
-        return GraphQLError(
-            message,
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": code.value},
-        )
+        return _replaced(error, message, code)
     logger.error(
         "Unexpected error in GraphQL field %s",
         ".".join(str(p) for p in error.path or ()) or "(none)",
         exc_info=error.original_error,
     )
+    return _replaced(error, INTERNAL_ERROR_MESSAGE, ErrorCode.INTERNAL_SERVER_ERROR)
+
+
+def _replaced(error: GraphQLError, message: str, code: ErrorCode) -> GraphQLError:
+    """``error`` at the same place in the document, with only this message and code."""
     return GraphQLError(
-        INTERNAL_ERROR_MESSAGE,
+        message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
         path=error.path,
-        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value},
+        extensions={"code": code.value},
     )
 
 

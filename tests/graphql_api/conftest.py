@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,20 +92,26 @@ def _database_url(settings_dict: dict[str, Any]) -> str:
     return f"postgresql://{credentials}@{host}{port}/{quote(settings_dict['NAME'], safe='')}"
 
 
-@pytest.fixture(scope="module")
-def live_server_url(django_db_setup: None) -> Iterator[str]:
-    """A real uvicorn process (``manage.py serve``, production settings) serving the test
-    database. Tests that use it must commit their data (``transaction=True``)."""
+@contextmanager
+def serving_test_database(**env: str) -> Iterator[str]:
+    """A real uvicorn process (``manage.py serve``, production settings, plus ``env``)
+    serving the test database; its base URL. Tests that use it must commit their data
+    (``transaction=True``)."""
     from django.db import connection
 
     from tests.support import free_port, start_serve, stop_serve
 
     port = free_port()
-    # Plain HTTP on loopback: cookies without the Secure flag, or a browser would not send
-    # them back.
-    env = {"DATABASE_URL": _database_url(connection.settings_dict), "SECURE_COOKIES": "0"}
-    server = start_serve(port, env)
+    server = start_serve(port, {"DATABASE_URL": _database_url(connection.settings_dict), **env})
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_serve(server)
+
+
+@pytest.fixture(scope="module")
+def live_server_url(django_db_setup: None) -> Iterator[str]:
+    # Plain HTTP on loopback: cookies without the Secure flag, or a browser would not send
+    # them back.
+    with serving_test_database(SECURE_COOKIES="0") as url:
+        yield url

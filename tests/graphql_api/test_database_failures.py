@@ -15,7 +15,7 @@ from audit.events import AuditEventType as E
 from audit.services import audit_log_record
 from core.models import User
 from core.services import api_token_create
-from tests.graphql_api.conftest import _database_url
+from tests.graphql_api.conftest import serving_test_database
 from tests.graphql_api.test_live_server import call
 from tests.support import free_port, start_serve, stop_serve
 
@@ -27,18 +27,8 @@ TIMEOUT_MS = 300
 
 @pytest.fixture(scope="module")
 def impatient_server(django_db_setup: None) -> Iterator[str]:
-    port = free_port()
-    server = start_serve(
-        port,
-        {
-            "DATABASE_URL": _database_url(connection.settings_dict),
-            "DB_STATEMENT_TIMEOUT_MS": str(TIMEOUT_MS),
-        },
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_serve(server)
+    with serving_test_database(DB_STATEMENT_TIMEOUT_MS=str(TIMEOUT_MS)) as url:
+        yield url
 
 
 def test_a_statement_over_the_timeout_is_a_timeout_error_and_the_server_recovers(

@@ -15,15 +15,13 @@ from typing import Any
 
 import pytest
 import schemathesis
-from django.db import connection
 from hypothesis import HealthCheck, Phase, given, settings
 
 from audit.events import AuditEventType as E
 from audit.services import audit_log_record
 from core.models import ApiTokenScope, User
 from core.services import api_token_create
-from tests.graphql_api.conftest import _database_url
-from tests.support import free_port, start_serve, stop_serve
+from tests.graphql_api.conftest import serving_test_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,12 +31,8 @@ LEAKS = ("Traceback", 'File "', "psycopg", "django.", "SELECT ", "INSERT ", "aud
 
 @pytest.fixture(scope="module")
 def fuzz_server(django_db_setup: None) -> Iterator[str]:
-    port = free_port()
-    server = start_serve(port, {"DATABASE_URL": _database_url(connection.settings_dict)})
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_serve(server)
+    with serving_test_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,12 +12,10 @@ from email.message import Message
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from core.models import User
 from core.services import api_token_create
-from tests.graphql_api.conftest import _database_url
-from tests.support import free_port, start_serve, stop_serve
+from tests.graphql_api.conftest import serving_test_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,20 +25,12 @@ QUERY = json.dumps({"query": "{ __typename }"}).encode()
 
 @pytest.fixture(scope="module")
 def limited_server(django_db_setup: None) -> Iterator[str]:
-    port = free_port()
-    server = start_serve(
-        port,
-        {
-            "DATABASE_URL": _database_url(connection.settings_dict),
-            "RATE_LIMIT_WINDOW_SECONDS": str(WINDOW),
-            "RATE_LIMIT_PER_TOKEN": str(PER_TOKEN),
-            "RATE_LIMIT_PER_ADDRESS": str(PER_ADDRESS),
-        },
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_serve(server)
+    with serving_test_database(
+        RATE_LIMIT_WINDOW_SECONDS=str(WINDOW),
+        RATE_LIMIT_PER_TOKEN=str(PER_TOKEN),
+        RATE_LIMIT_PER_ADDRESS=str(PER_ADDRESS),
+    ) as url:
+        yield url
 
 
 def post(url: str, token: str | None) -> tuple[int, Message, dict[str, Any]]:

@@ -29,8 +29,8 @@ from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_rec
 from core.models import ApiTokenScope, Organization, User
 from core.services import api_token_create, api_token_revoke
 from graphql_api.cursors import cursor_encode
-from tests.graphql_api.conftest import _database_url
-from tests.support import SSESubscriber, WebSocketSubscriber, free_port, start_serve, stop_serve
+from tests.graphql_api.conftest import serving_test_database
+from tests.support import SSESubscriber, WebSocketSubscriber
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,26 +47,18 @@ subscription Follow($filter: AuditLogFilter, $after: String) {
 
 
 def _serve(**env: str) -> Iterator[str]:
-    port = free_port()
-    server = start_serve(
-        port,
-        {
-            "DATABASE_URL": _database_url(connection.settings_dict),
-            "SECURE_COOKIES": "0",
-            # Short, so that the tests of revocation and of slow consumers are quick.
-            "AUDIT_STREAM_RECHECK_SECONDS": "1",
-            "AUDIT_STREAM_BUFFER": str(BUFFER),
-            "AUDIT_STREAM_MAX_PER_HOLDER": str(MAX_STREAMS),
-            # Long, so that every delivery within a test's timeouts is driven by the
-            # notifications (or the listener's reconnection), not by polling.
-            "AUDIT_STREAM_POLL_SECONDS": "60",
-            **env,
-        },
-    )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_serve(server)
+    with serving_test_database(
+        SECURE_COOKIES="0",
+        # Short, so that the tests of revocation and of slow consumers are quick.
+        AUDIT_STREAM_RECHECK_SECONDS="1",
+        AUDIT_STREAM_BUFFER=str(BUFFER),
+        AUDIT_STREAM_MAX_PER_HOLDER=str(MAX_STREAMS),
+        # Long, so that every delivery within a test's timeouts is driven by the
+        # notifications (or the listener's reconnection), not by polling.
+        AUDIT_STREAM_POLL_SECONDS="60",
+        **env,
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
