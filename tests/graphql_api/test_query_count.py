@@ -1,6 +1,6 @@
 """The SQL cost of a request is constant: no query per entry (N+1), none per user, and
 totalCount rides in the page's own statement (as sums over rollups). Counts are after the
-rate limiter's statement, which every request makes first."""
+rate limiter's statements, which some requests make first."""
 
 from __future__ import annotations
 
@@ -39,16 +39,16 @@ def many_actors(admin: User, make_user: Callable[..., User]) -> Organization:
 
 
 def statements(gql: GraphQLClient, query: str, first: int | None = None) -> list[str]:
-    """The statements of one request, after the rate limiter's count (core/rate_limit.py),
-    which every request makes first: one upsert, plus one delete of past windows at most
-    once per window."""
+    """The statements of one request, after the rate limiter's (core/rate_limit.py),
+    which come first when it adds its counts to PostgreSQL (at most every FLUSH_SECONDS
+    per key): one upsert, plus one delete of past windows at most once per window."""
     with CaptureQueriesContext(connection) as captured:
         data = data_of(gql.post(query, {"first": first} if first is not None else {}))
     if first is not None:
         assert len(data["auditLogs"]["edges"]) == first
     sql = [q["sql"] for q in captured.captured_queries]
     counted = [s for s in sql if "rate_limit_window" in s]
-    assert sum(s.lstrip().startswith("INSERT") for s in counted) == 1
+    assert sum(s.lstrip().startswith("INSERT") for s in counted) <= 1
     assert sql[: len(counted)] == counted and len(counted) <= 2
     return sql[len(counted) :]
 

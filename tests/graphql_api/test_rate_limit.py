@@ -91,3 +91,33 @@ def test_websocket_handshakes_count_against_the_address(limited_server: str) -> 
     assert response.status_code == 429
     assert 1 <= int(response.headers["Retry-After"]) <= WINDOW
     assert json.loads(response.body)["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+def test_requests_are_added_to_postgresql_in_batches(db: None, settings: Any) -> None:
+    """Within FLUSH_SECONDS a key's requests are counted in memory, and added with the next
+    flush: one write for many requests, and the count in PostgreSQL is exact afterwards."""
+    from django.db import connection as db_connection
+    from django.test.utils import CaptureQueriesContext
+
+    from core import rate_limit
+
+    settings.RATE_LIMIT_PER_TOKEN, settings.RATE_LIMIT_PER_ADDRESS = 100, 0
+    settings.RATE_LIMIT_WINDOW_SECONDS = 86_400  # the test must not cross a window
+    secret = "alog_batched-" + str(time.time())
+    with CaptureQueriesContext(db_connection) as captured:
+        for _ in range(20):
+            rate_limit.rate_limit_hit(token_secret=secret, address=None)
+    writes = [q for q in captured.captured_queries if "INSERT INTO rate_limit_window" in q["sql"]]
+    assert 1 <= len(writes) < 20
+    time.sleep(rate_limit.FLUSH_SECONDS)
+    rate_limit.rate_limit_hit(token_secret=secret, address=None)  # flushes the rest
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sum(hits) FROM rate_limit_window WHERE key = %s",
+            [rate_limit.token_key(secret)],
+        )
+        assert cursor.fetchone()[0] == 21
+    for _ in range(100 - 21):
+        rate_limit.rate_limit_hit(token_secret=secret, address=None)
+    with pytest.raises(rate_limit.RateLimited):
+        rate_limit.rate_limit_hit(token_secret=secret, address=None)
