@@ -69,7 +69,8 @@ class AuditLogSubscriptions:
         ] = None,
     ) -> AsyncGenerator[AuditLogEdge, None]:
         context = context_of(info)
-        user = (await context.caller()).user
+        caller = await context.caller()
+        user = caller.user
         assert user is not None and user.organization is not None  # AUDIT_LOG_READERS
         organization_id = user.organization.pk
         filters = filter.to_selector_filter() if filter is not None else AuditLogFilter()
@@ -86,8 +87,7 @@ class AuditLogSubscriptions:
             )
 
         # The cap on open streams per token (or signed-in user), across every server.
-        first_caller = await context.caller()
-        holder = f"t:{first_caller.token.pk}" if first_caller.token else f"u:{user.pk}"
+        holder = f"t:{caller.token.pk}" if caller.token else f"u:{user.pk}"
         lease_ttl = timedelta(seconds=3 * settings.AUDIT_STREAM_RECHECK_SECONDS)
         lease = await run_outside_request(
             stream_lease_acquire,
@@ -104,14 +104,14 @@ class AuditLogSubscriptions:
 
         async def still_allowed() -> None:
             await run_outside_request(stream_lease_renew, lease_id=lease, ttl=lease_ttl)
-            caller = await context.recheck_caller()
-            if caller.user is None:
+            now = await context.recheck_caller()
+            if now.user is None:
                 raise coded_error(
                     ErrorCode.UNAUTHENTICATED,
-                    f"The stream was closed: {caller.rejected or 'the caller is signed out'}",
+                    f"The stream was closed: {now.rejected or 'the caller is signed out'}",
                 )
-            if not user_may_read_audit_logs(caller.user) or (
-                caller.user.organization_id != organization_id
+            if not user_may_read_audit_logs(now.user) or (
+                now.user.organization_id != organization_id
             ):
                 raise coded_error(
                     ErrorCode.FORBIDDEN, f"The stream was closed: {PAID_ADMINS_ONLY_MESSAGE}"
