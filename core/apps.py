@@ -12,12 +12,14 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth import models as auth_models
         from django.contrib.auth.signals import user_logged_in
-        from django.db.models.signals import pre_migrate
+        from django.db.models.signals import post_migrate, pre_migrate
 
         from core import checks  # noqa: F401 - registers the deploy checks
         from core.database import lift_statement_timeout
+        from core.roles import grant_app_role_after_migrate
 
         pre_migrate.connect(lift_statement_timeout, dispatch_uid="core_lift_statement_timeout")
+        post_migrate.connect(grant_app_role_after_migrate, dispatch_uid="core_grant_app_role")
 
         # Sign-in records last_login and USER_LOGIN together (core.services.user_record_login),
         # so Django's own last_login receiver is replaced rather than run beside it.

@@ -7,6 +7,11 @@ which dumps servers from 9.2 on; ``PG_BIN_DIR`` names another ``bin`` directory.
 connection goes through libpq's environment variables, so a password never appears on a
 command line. A restore recreates the append-only trigger after the data, and the
 rollups come back as they were, so totals stay exact without recounting.
+
+Both run as the database's owner (the ``owner`` connection, core/roles.py): the dump
+needs every table, and the restored objects belong to whoever restores them. A restore
+then grants the application's role its privileges in the new database, as ``migrate``
+does.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from django.db import connections
 
 from core.embedded_postgres import binaries_dir
+from core.roles import OWNER_ALIAS, grant_app_role
 
 
 class BackupError(RuntimeError):
@@ -59,7 +66,7 @@ def _run(command: list[str], env: dict[str, str]) -> None:
         )
 
 
-def database_backup(path: Path, *, alias: str = "default") -> None:
+def database_backup(path: Path, *, alias: str = OWNER_ALIAS) -> None:
     """Dump the whole database to ``path`` (custom format, compressed)."""
     settings_dict = connections[alias].settings_dict
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +78,7 @@ def database_backup(path: Path, *, alias: str = "default") -> None:
     partial.replace(path)  # a file at ``path`` is always a complete dump
 
 
-def database_restore(path: Path, database: str, *, alias: str = "default") -> None:
+def database_restore(path: Path, database: str, *, alias: str = OWNER_ALIAS) -> None:
     """Create ``database`` on the same server and restore ``path`` into it. Refuses a
     database that exists already: a restore never writes over data."""
     if not path.is_file():
@@ -92,3 +99,17 @@ def database_restore(path: Path, database: str, *, alias: str = "default") -> No
          f"--dbname={database}", str(path)],
         _libpq_environment(settings_dict, database),
     )  # fmt: skip
+    params = {**libpq_parameters(alias), "dbname": database}
+    with psycopg.connect(**params, autocommit=True) as restored:
+        grant_app_role(
+            restored.execute,
+            lambda: str(restored.execute("SELECT current_schema()").fetchone()[0]),  # type: ignore[index]
+        )
+
+
+def libpq_parameters(alias: str) -> dict[str, Any]:
+    """Connection parameters for a plain psycopg connection like Django's ``alias``."""
+    params = connections[alias].get_connection_params()
+    for django_only in ("cursor_factory", "context", "prepare_threshold", "pool"):
+        params.pop(django_only, None)
+    return params

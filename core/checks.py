@@ -57,3 +57,23 @@ def check_security_of_inline_middleware(app_configs: Any, **kwargs: Any) -> list
                 message.id = f"core.{message.id}"
                 messages.append(message)
     return messages
+
+
+@register(Tags.security, deploy=True)
+def check_application_role(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """The server should not connect as the owner of the audit tables (core/roles.py)."""
+    from django.core.checks import Warning
+
+    from core.roles import app_role_name
+
+    if app_role_name() is not None:
+        return []
+    return [
+        Warning(
+            "The server connects to the database as the role that owns the audit tables, "
+            "which could disable or drop the append-only trigger.",
+            hint="Set DATABASE_OWNER_URL to the owner and DATABASE_URL to a role that owns "
+            "nothing (README, 'Database roles').",
+            id="core.W100",
+        )
+    ]

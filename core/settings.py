@@ -11,8 +11,10 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from core.embedded_postgres import APP_USER as EMBEDDED_APP_USER
 from core.embedded_postgres import embedded_postgres
 from core.environment import database_from_url, env_bool, env_int, env_list, env_networks
+from core.roles import OWNER_ALIAS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -90,29 +92,63 @@ TEMPLATES = [
 ]
 
 # --- database -----------------------------------------------------------------------------
+# Two connections to one database (README, "Database roles"): "default", the role the
+# server runs as, which may only read and append audit data; and "owner" (core.roles),
+# the role that owns the tables, for migrations, backups and restores.
 _database_url = os.environ.get("DATABASE_URL", "").strip()
+_owner_url = os.environ.get("DATABASE_OWNER_URL", "").strip()
 if _database_url:
     DATABASES = {
         "default": {"ENGINE": "django.db.backends.postgresql", **database_from_url(_database_url)}
     }
+    DATABASES[OWNER_ALIAS] = {
+        "ENGINE": "django.db.backends.postgresql",
+        **database_from_url(_owner_url or _database_url),
+    }
+    if _owner_url:
+        _app, _owner = DATABASES["default"], DATABASES[OWNER_ALIAS]
+        if not _app["USER"]:
+            raise ImproperlyConfigured(
+                "DATABASE_URL must name its user (postgres://USER@host/db) when "
+                "DATABASE_OWNER_URL is set: migrations grant that role its privileges"
+            )
+        if (_app["NAME"], _app["HOST"], _app["PORT"]) != (
+            _owner["NAME"],
+            _owner["HOST"],
+            _owner["PORT"],
+        ):
+            raise ImproperlyConfigured(
+                "DATABASE_URL and DATABASE_OWNER_URL must name the same database on the same "
+                "server; they differ only in the role"
+            )
+elif _owner_url:
+    raise ImproperlyConfigured("DATABASE_OWNER_URL is set but DATABASE_URL is not")
 else:
+    _embedded = embedded_postgres()
     DATABASES = {
         "default": {
             "ENGINE": "core.embedded_db",
-            **embedded_postgres().connection_settings(),
+            **_embedded.connection_settings(user=EMBEDDED_APP_USER),
             "OPTIONS": {},
-        }
+        },
+        OWNER_ALIAS: {
+            "ENGINE": "core.embedded_db",
+            **_embedded.connection_settings(),
+            "OPTIONS": {},
+        },
     }
 
-DATABASES["default"].update(
-    {
-        # Pooled connections (psycopg_pool). Under ASGI, persistent connections would leak:
-        # each request's ORM work runs on a thread that is retired afterwards.
-        "CONN_MAX_AGE": 0,
-        "CONN_HEALTH_CHECKS": True,
-        "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or None},
-    }
-)
+for _alias in DATABASES.values():
+    _alias.update(
+        {
+            # Pooled connections for the server (psycopg_pool, below). Under ASGI, persistent
+            # connections would leak: each request's ORM work runs on a thread that is
+            # retired afterwards.
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": True,
+            "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or None},
+        }
+    )
 _pool = {
     "min_size": env_int("DB_POOL_MIN_SIZE", 1),
     "max_size": env_int("DB_POOL_MAX_SIZE", 10, minimum=1),
@@ -123,7 +159,8 @@ if _pool["min_size"] > _pool["max_size"]:
 DATABASES["default"]["OPTIONS"] = {**DATABASES["default"]["OPTIONS"], "pool": _pool}  # type: ignore[dict-item]
 # The longest a single SQL statement may run (lock waits included) before PostgreSQL cancels
 # it and the request gets a TIMEOUT error; 0 for no limit. Migrations, imports and the
-# demo seed lift it for themselves (core.database.without_statement_timeout).
+# demo seed lift it for themselves (core.database.without_statement_timeout); the owner's
+# connection (migrations, backups) has none.
 DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000, minimum=0)
 if DB_STATEMENT_TIMEOUT_MS:
     _options = DATABASES["default"]["OPTIONS"]

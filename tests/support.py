@@ -12,12 +12,30 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.db import connection
+
+from core.roles import APP_ALIAS, OWNER_ALIAS
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Tests that commit (and so are emptied afterwards by TRUNCATE, which only the owner may
+# run) or that use the owner's connection themselves.
+TRANSACTIONAL = pytest.mark.django_db(transaction=True, databases=[APP_ALIAS, OWNER_ALIAS])
+
 
 # --- query plans ----------------------------------------------------------------------------
+
+
+def refresh_statistics(*tables: str, vacuum: bool = False) -> None:
+    """ANALYZE (or VACUUM ANALYZE) committed tables, as autovacuum would: only the owner
+    may, so through its connection (the test must be TRANSACTIONAL)."""
+    from django.db import connections
+
+    command = "VACUUM (ANALYZE)" if vacuum else "ANALYZE"
+    with connections[OWNER_ALIAS].cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"{command} {table}")
 
 
 def query_plan(sql: str, params: list[Any] | None = None) -> dict[str, Any]:
@@ -67,6 +85,8 @@ def start_serve(
             "SECRET_KEY": "test-only-not-secret",
             "DEBUG": "0",
             "LOG_LEVEL": "WARNING",
+            # A server needs no owner; one in the environment would name another database.
+            "DATABASE_OWNER_URL": "",
             **env,
         },
         stdout=subprocess.DEVNULL,

@@ -16,8 +16,9 @@ from audit.models import AuditLog
 from audit.services import audit_log_record
 from core.models import Organization, Role, User
 from core.services import role_create, role_delete, role_update, user_delete, user_update
+from tests.support import TRANSACTIONAL
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 
 class Boom(Exception):

@@ -21,6 +21,7 @@ from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_rec
 from audit.totals import DAY, HOUR, MONTH, Span, split
 from core.models import Organization, User
 from core.services import organization_create, user_create
+from tests.support import TRANSACTIONAL
 
 # Entries and window edges over 40 days from T0, so that windows hold whole months (all
 # of February), whole days and whole hours, and edges fall on and around each boundary.
@@ -139,7 +140,7 @@ def test_split_into_whole_units_and_edges() -> None:
     )
 
 
-@pytest.mark.django_db(transaction=True)
+@TRANSACTIONAL
 def test_concurrent_writers_to_one_day_do_not_wait_and_totals_stay_exact(
     make_org: Callable[..., Organization], make_user: Callable[..., User]
 ) -> None:
@@ -191,7 +192,7 @@ def test_concurrent_writers_to_one_day_do_not_wait_and_totals_stay_exact(
     assert sum(day_rows.values_list("n", flat=True)) == 51
 
 
-@pytest.mark.django_db(transaction=True)
+@TRANSACTIONAL
 def test_parallel_writers_produce_exact_totals(
     make_org: Callable[..., Organization], make_user: Callable[..., User]
 ) -> None:

@@ -15,9 +15,12 @@ from django.db import connection
 
 from audit.events import AuditEventType as E
 from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_record
+from core.backups import libpq_parameters
 from core.models import User
+from core.roles import OWNER_ALIAS, app_role_name
+from tests.support import TRANSACTIONAL
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 RESTORED = "auditlog_restore_test"
 # Every column of every entry, and every rollup, in a stable order: equal text, equal data.
@@ -29,13 +32,9 @@ FINGERPRINTS = {
 }
 
 
-def _connect(database: str) -> psycopg.Connection:
-    params = {
-        k: v
-        for k, v in connection.get_connection_params().items()
-        if k in ("host", "port", "user", "password", "sslmode")
-    }
-    return psycopg.connect(dbname=database, autocommit=True, **params)
+def _connect(database: str, alias: str = "default") -> psycopg.Connection:
+    """As the application's role, unless ``alias`` says otherwise."""
+    return psycopg.connect(**{**libpq_parameters(alias), "dbname": database}, autocommit=True)
 
 
 def _fingerprints(conn: psycopg.Connection) -> dict[str, object]:
@@ -45,8 +44,8 @@ def _fingerprints(conn: psycopg.Connection) -> dict[str, object]:
 @pytest.fixture
 def restored_name() -> Iterator[str]:
     yield RESTORED
-    with connection.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{RESTORED}" WITH (FORCE)')
+    with _connect("postgres", OWNER_ALIAS) as owner:
+        owner.execute(f'DROP DATABASE IF EXISTS "{RESTORED}" WITH (FORCE)')
 
 
 def test_a_backup_restores_every_entry_and_the_append_only_rule(
@@ -78,10 +77,15 @@ def test_a_backup_restores_every_entry_and_the_append_only_rule(
         assert copy.execute("SELECT count(*) FROM audit_log").fetchone() == (
             original.execute("SELECT count(*) FROM audit_log").fetchone()
         )
+        if app_role_name() is not None:  # the application's role got its privileges back
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                copy.execute("DELETE FROM audit_log")
+            copy.execute("UPDATE rate_limit_window SET hits = hits")
+    with _connect(restored_name, OWNER_ALIAS) as owner_copy:
         with pytest.raises(psycopg.errors.RestrictViolation):
-            copy.execute("UPDATE audit_log SET event = 'USER_LOGIN'")
+            owner_copy.execute("UPDATE audit_log SET event = 'USER_LOGIN'")
         with pytest.raises(psycopg.errors.RestrictViolation):
-            copy.execute("DELETE FROM audit_log")
+            owner_copy.execute("DELETE FROM audit_log")
 
 
 def test_a_restore_never_writes_over_an_existing_database(tmp_path: Path, db: None) -> None:

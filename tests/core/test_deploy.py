@@ -25,12 +25,15 @@ PRODUCTION = {
     "SECURE_HSTS_SECONDS": "31536000",
     "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
     "SECURE_HSTS_PRELOAD": "1",
+    # Two roles (README, "Database roles"); the check does not connect.
+    "DATABASE_URL": "postgres://auditlog_app@db.example.com/auditlog",
+    "DATABASE_OWNER_URL": "postgres://auditlog_owner@db.example.com/auditlog",
 }
 
 
-def test_check_deploy_is_clean_with_the_production_settings() -> None:
-    env = {**os.environ, **PRODUCTION, "SECRET_KEY": secrets.token_urlsafe(50)}
-    result = subprocess.run(
+def _check_deploy(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **env, "SECRET_KEY": secrets.token_urlsafe(50)}
+    return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
         env=env,
@@ -38,8 +41,18 @@ def test_check_deploy_is_clean_with_the_production_settings() -> None:
         text=True,
         timeout=120,
     )
+
+
+def test_check_deploy_is_clean_with_the_production_settings() -> None:
+    result = _check_deploy(PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_warns_when_the_server_connects_as_the_owner() -> None:
+    result = _check_deploy({**PRODUCTION, "DATABASE_OWNER_URL": ""})
+    assert result.returncode != 0
+    assert "core.W100" in result.stderr and "DATABASE_OWNER_URL" in result.stderr
 
 
 def test_check_deploy_notices_missing_security_middleware() -> None:

@@ -65,3 +65,37 @@ def test_missing_secret_key_with_debug_off_is_a_clear_startup_error() -> None:
     )
     assert result.returncode != 0
     assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("urls", "message"),
+    [
+        ({"DATABASE_OWNER_URL": "postgres://owner@db/auditlog"}, "DATABASE_URL is not"),
+        (
+            {
+                "DATABASE_URL": "postgres://app@db/auditlog",
+                "DATABASE_OWNER_URL": "postgres://owner@db/other",
+            },
+            "same database",
+        ),
+        (
+            {
+                "DATABASE_URL": "postgres://db/auditlog",
+                "DATABASE_OWNER_URL": "postgres://o@db/auditlog",
+            },
+            "must name its user",
+        ),
+    ],
+)
+def test_the_two_database_urls_are_checked_at_startup(urls: dict[str, str], message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**env, "SECRET_KEY": "x", **urls},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr

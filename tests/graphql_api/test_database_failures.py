@@ -9,17 +9,18 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection, transaction
+from django.db import connections, transaction
 
 from audit.events import AuditEventType as E
 from audit.services import audit_log_record
 from core.models import User
+from core.roles import OWNER_ALIAS
 from core.services import api_token_create
 from tests.graphql_api.conftest import serving_test_database
 from tests.graphql_api.test_live_server import call
-from tests.support import free_port, start_serve, stop_serve
+from tests.support import TRANSACTIONAL, free_port, start_serve, stop_serve
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 PAGE = json.dumps({"query": "{ auditLogs(first: 5) { totalCount edges { node { event } } } }"})
 TIMEOUT_MS = 300
@@ -42,12 +43,13 @@ def test_a_statement_over_the_timeout_is_a_timeout_error_and_the_server_recovers
 
     def hold_the_table() -> None:
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
+            owner = connections[OWNER_ALIAS]  # the application's role may not lock it so
+            with transaction.atomic(using=OWNER_ALIAS), owner.cursor() as cursor:
                 cursor.execute("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
                 locked.set()
                 assert release.wait(30)
         finally:
-            connection.close()
+            owner.close()
 
     holder = threading.Thread(target=hold_the_table)
     holder.start()

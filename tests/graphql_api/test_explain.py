@@ -19,11 +19,11 @@ from audit.events import AuditEventType as E
 from audit.services import AuditEntryDraft, audit_log_bulk_create
 from core.models import Organization, User
 from tests.graphql_api.conftest import GraphQLClient, data_of
-from tests.support import plan_nodes, query_plan
+from tests.support import TRANSACTIONAL, plan_nodes, query_plan, refresh_statistics
 
 # VACUUM cannot run inside the test's transaction: this module commits, and the tables are
 # emptied afterwards.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 ROWS = 30_000
 OTHER_TENANTS = 3  # the caller's organization is a quarter of the table, as among tenants
@@ -63,11 +63,9 @@ def big(admin: User, make_org: Callable[..., Organization]) -> Organization:
     audit_log_bulk_create(organization=org, drafts=_drafts(ROWS, 1))
     for n in range(OTHER_TENANTS):
         audit_log_bulk_create(organization=make_org("paid"), drafts=_drafts(ROWS, 2 + n))
-    with connection.cursor() as cursor:
-        # As autovacuum leaves a table in production: statistics, and a visibility map that
-        # makes index-only scans (the way to count) possible.
-        cursor.execute("VACUUM (ANALYZE) audit_log")
-        cursor.execute("VACUUM (ANALYZE) audit_actor_email")
+    # As autovacuum leaves a table in production: statistics, and a visibility map that
+    # makes index-only scans (the way to count) possible.
+    refresh_statistics("audit_log", "audit_actor_email", vacuum=True)
     return org
 
 

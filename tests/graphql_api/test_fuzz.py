@@ -22,8 +22,9 @@ from audit.services import audit_log_record
 from core.models import ApiTokenScope, User
 from core.services import api_token_create
 from tests.graphql_api.conftest import serving_test_database
+from tests.support import TRANSACTIONAL
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
 LEAKS = ("Traceback", 'File "', "psycopg", "django.", "SELECT ", "INSERT ", "audit_log_")

@@ -15,8 +15,9 @@ from audit.models import AuditLog
 from audit.services import audit_log_record
 from core.models import User
 from core.services import api_token_create
+from tests.support import TRANSACTIONAL
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 README_QUERY = "{ auditLogs(first: 50) { totalCount edges { node { event time user { email } ip details } } } }"
 

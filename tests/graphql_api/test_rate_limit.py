@@ -16,8 +16,9 @@ import pytest
 from core.models import User
 from core.services import api_token_create
 from tests.graphql_api.conftest import serving_test_database
+from tests.support import TRANSACTIONAL
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 WINDOW, PER_TOKEN, PER_ADDRESS = 4, 5, 12
 QUERY = json.dumps({"query": "{ __typename }"}).encode()

@@ -30,9 +30,9 @@ from core.models import ApiTokenScope, Organization, User
 from core.services import api_token_create, api_token_revoke
 from graphql_api.cursors import cursor_encode
 from tests.graphql_api.conftest import serving_test_database
-from tests.support import SSESubscriber, WebSocketSubscriber
+from tests.support import TRANSACTIONAL, SSESubscriber, WebSocketSubscriber
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = TRANSACTIONAL
 
 BUFFER = 20
 MAX_STREAMS = 3

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection
+from django.db import connections
 
 from audit.models import AuditLog
 from core.backups import BackupError, database_backup
 from core.models import Organization
+from core.roles import OWNER_ALIAS
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        name = connection.settings_dict["NAME"]
+        name = connections[OWNER_ALIAS].settings_dict["NAME"]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         path: Path = options["output"] or Path("backups") / f"{name}-{stamp}.dump"
         entries, organizations = AuditLog.objects.count(), Organization.objects.count()
