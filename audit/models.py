@@ -265,3 +265,76 @@ class AuditCountActorMonth(AuditCount):
 
     def __str__(self) -> str:
         return f"{self.actor_email} {self.month:%Y-%m} {self.event}: {self.n}"
+
+
+# --- tamper evidence: sealed checkpoints (audit/integrity.py) -------------------------------
+
+
+class AuditSeal(models.Model):
+    """One signed checkpoint of an organization's chain: the next entries in stream order
+    (at most ``AUDIT_SEAL_BLOCK_ENTRIES``), each as its id, time and digest, chained to the
+    previous checkpoint's head and signed with a key that is not in the database.
+
+    Append-only like the entries (a trigger refuses UPDATE and DELETE).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    sequence = models.IntegerField(help_text="1, 2, ... per organization.")
+    entries = models.IntegerField(help_text="How many entries this checkpoint seals.")
+    last_entry_id = models.BigIntegerField(help_text="The last sealed entry (stream order).")
+    last_stream_txid = TransactionIdField(
+        null=True, help_text="Its stream_txid; NULL for entries that predate the stream."
+    )
+    records = models.BinaryField(help_text="Per entry: id, time (µs), SHA-256 digest.")
+    head = models.BinaryField(help_text="SHA-256 of the previous head and these records.")
+    signature = models.BinaryField(help_text="HMAC-SHA256 of the checkpoint, by key_id.")
+    key_id = models.CharField(max_length=16, help_text="Which key signed it (a fingerprint).")
+    sealed_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "audit_seal"
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["organization", "sequence"], name="audit_seal_org_seq")
+        ]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.sequence} of organization {self.organization_id}"
+
+
+class AuditVerification(models.Model):
+    """The outcome of one verification of an organization's chain (verify_audit_log)."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    verified_at = models.DateTimeField()
+    ok = models.BooleanField()
+    checkpoints = models.IntegerField(help_text="Checkpoints checked.")
+    last_sequence = models.IntegerField(null=True, help_text="The last checkpoint checked.")
+    last_sealed_at = models.DateTimeField(null=True)
+    entries = models.BigIntegerField(help_text="Sealed entries checked.")
+    unsealed = models.BigIntegerField(help_text="Entries after the last checkpoint.")
+    problem = models.TextField(blank=True, help_text="The first problem found.")
+    problem_entry_id = models.BigIntegerField(null=True)
+
+    class Meta:
+        db_table = "audit_verification"
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "-verified_at"], name="audit_verification_org")
+        ]
+
+    def __str__(self) -> str:
+        return f"verification of organization {self.organization_id} at {self.verified_at}"
+
+
+# What the application's database role may insert into (and otherwise only read, like every
+# table of this app): core/roles.py.
+APPENDED_BY_THE_APPLICATION: tuple[type[models.Model], ...] = (
+    AuditLog,
+    AuditSeal,
+    AuditVerification,
+)

@@ -10,6 +10,9 @@
 
 Other parts of the platform (sessions, cloud resources, credentials) record their events
 by calling ``audit_log_record`` with the event type and details of their action.
+
+Tamper evidence (audit/integrity.py): ``audit_log_seal`` adds signed checkpoints of an
+organization's new entries; ``audit_log_verify`` checks them and records the outcome.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit import integrity
 from audit.context import audit_context_get
 from audit.events import AuditEventType
-from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH, AuditLog
+from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH, AuditLog, AuditSeal, AuditVerification
 from core.client_ip import normalized_ip, parse_ip
 from core.models import Organization, User
 
@@ -382,3 +387,93 @@ def _aware(value: datetime) -> datetime:
     if timezone.is_naive(value):
         raise ValidationError("time must be timezone-aware")
     return value
+
+
+# --- tamper evidence (audit/integrity.py) ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SealOutcome:
+    checkpoints: int  # added by this call
+    entries: int  # sealed by this call
+    busy: bool  # another sealer was at work on the organization; this one stopped
+
+
+def audit_log_seal(
+    *,
+    organization: Organization,
+    block: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SealOutcome:
+    """Seal the organization's entries that are final and not yet sealed, one checkpoint
+    (at most ``block`` entries, ``AUDIT_SEAL_BLOCK_ENTRIES`` by default) per short
+    transaction. Safe to run anywhere at once: a second sealer of the same organization
+    finds its advisory lock taken and stops. ``progress`` gets each checkpoint's count."""
+    block = block or settings.AUDIT_SEAL_BLOCK_ENTRIES
+    checkpoints = entries = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended('audit_seal', %s))",
+                [organization.pk],
+            )
+            if not cursor.fetchone()[0]:
+                return SealOutcome(checkpoints, entries, busy=True)
+            last = AuditSeal.objects.filter(organization=organization).order_by("-sequence").first()
+            records = integrity.next_unsealed(
+                organization.pk,
+                after_id=last.last_entry_id if last else 0,
+                after_txid=last.last_stream_txid if last else None,
+                limit=block,
+            )
+            if not records:
+                return SealOutcome(checkpoints, entries, busy=False)
+            packed = b"".join(record.packed() for record in records)
+            head = integrity.next_head(bytes(last.head) if last else integrity.ZERO_HEAD, packed)
+            key_id, key = integrity.signing_key()
+            seal = AuditSeal(
+                organization=organization,
+                sequence=(last.sequence if last else 0) + 1,
+                entries=len(records),
+                last_entry_id=records[-1].id,
+                last_stream_txid=records[-1].stream_txid,
+                records=packed,
+                head=head,
+                key_id=key_id,
+                # Stored with microseconds, as signed.
+                sealed_at=timezone.now(),
+            )
+            seal.signature = integrity.signature(
+                key,
+                organization_id=organization.pk,
+                sequence=seal.sequence,
+                entries=seal.entries,
+                last_entry_id=seal.last_entry_id,
+                last_stream_txid=seal.last_stream_txid,
+                head=head,
+                sealed_at=seal.sealed_at,
+            )
+            seal.save(force_insert=True)
+        checkpoints, entries = checkpoints + 1, entries + len(records)
+        if progress is not None:
+            progress(len(records))
+
+
+def audit_log_verify(*, organization: Organization) -> AuditVerification:
+    """Verify the organization's chain (audit/integrity.py) from one snapshot, and record
+    the outcome, which ``auditLogIntegrity`` reports."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        report = integrity.verify(organization.pk)
+    return AuditVerification.objects.create(
+        organization=organization,
+        verified_at=timezone.now(),
+        ok=report.ok,
+        checkpoints=report.checkpoints,
+        last_sequence=report.last_sequence,
+        last_sealed_at=report.last_sealed_at,
+        entries=report.entries,
+        unsealed=report.unsealed,
+        problem=report.problem,
+        problem_entry_id=report.problem_entry_id,
+    )

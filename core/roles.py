@@ -6,9 +6,10 @@
   nothing, so it cannot alter a table, drop or disable a trigger, or truncate. On audit
   data it may only read and append: SELECT and INSERT on ``audit_log`` (plus UPDATE of
   ``actor_id`` alone, which the append-only trigger allows only when a user's account is
-  deleted), and SELECT on every other table of the ``audit`` app, which the database's own
-  triggers maintain (SECURITY DEFINER, as the owner). Everything else it may read and
-  write.
+  deleted); SELECT and INSERT on the other append-only tables (checkpoints and
+  verifications, audit/integrity.py); and SELECT on every other table of the ``audit``
+  app, which the database's own triggers maintain (SECURITY DEFINER, as the owner).
+  Everything else it may read and write.
 
 After every ``migrate`` (and ``restore_db``), the owner grants exactly that to the
 application role, table by table; new tables are covered by the rule, not by hand. With a
@@ -42,25 +43,28 @@ def app_role_name() -> str | None:
     return str(app["USER"])
 
 
-def _audit_tables() -> tuple[str, list[str]]:
+def _audit_tables() -> tuple[str, list[str], list[str]]:
+    """audit_log, the audit tables the application appends to, and all audit tables."""
     from django.apps import apps
 
-    from audit.models import AuditLog
+    from audit.models import APPENDED_BY_THE_APPLICATION, AuditLog
 
     tables = sorted(model._meta.db_table for model in apps.get_app_config("audit").get_models())
-    return AuditLog._meta.db_table, tables
+    appended = sorted(model._meta.db_table for model in APPENDED_BY_THE_APPLICATION)
+    return AuditLog._meta.db_table, appended, tables
 
 
 def app_role_grants(role: str, schema: str) -> list[str]:
     """The statements that give ``role`` exactly its privileges on ``schema``'s tables."""
     from psycopg import sql
 
-    audit_log, audit_tables = _audit_tables()
+    audit_log, appended, audit_tables = _audit_tables()
     r, s = sql.Identifier(role), sql.Identifier(schema)
     read_only = sql.SQL(", ").join(
         sql.Identifier(schema, table) for table in [*audit_tables, *_READ_ONLY_TABLES]
     )
     log = sql.Identifier(schema, audit_log)
+    insertable = sql.SQL(", ").join(sql.Identifier(schema, table) for table in appended)
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in _AUDIT_LOG_UPDATABLE_COLUMNS)
     statements = [
         sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA {} FROM {}").format(s, r),
@@ -70,7 +74,7 @@ def app_role_grants(role: str, schema: str) -> list[str]:
             s, r
         ),
         sql.SQL("REVOKE INSERT, UPDATE, DELETE ON {} FROM {}").format(read_only, r),
-        sql.SQL("GRANT INSERT ON {} TO {}").format(log, r),
+        sql.SQL("GRANT INSERT ON {} TO {}").format(insertable, r),
         sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(columns, log, r),
         sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}").format(s, r),
     ]

@@ -239,6 +239,13 @@ GRAPHQL_WS_ALLOWED_ORIGINS = env_list("GRAPHQL_WS_ALLOWED_ORIGINS", [])
 RATE_LIMIT_WINDOW_SECONDS = env_int("RATE_LIMIT_WINDOW_SECONDS", 60, minimum=1)
 RATE_LIMIT_PER_TOKEN = env_int("RATE_LIMIT_PER_TOKEN", 3000, minimum=0)
 RATE_LIMIT_PER_ADDRESS = env_int("RATE_LIMIT_PER_ADDRESS", 6000, minimum=0)
+# Tamper evidence (audit/integrity.py, README "Tamper evidence"): the key that signs each
+# organization's checkpoints. It must not be stored in the database; unset, it is derived
+# from SECRET_KEY. Keys in AUDIT_SEAL_KEY_FALLBACKS still verify older checkpoints.
+AUDIT_SEAL_KEY = os.environ.get("AUDIT_SEAL_KEY", "")
+AUDIT_SEAL_KEY_FALLBACKS = env_list("AUDIT_SEAL_KEY_FALLBACKS", [])
+# Entries per checkpoint (at most).
+AUDIT_SEAL_BLOCK_ENTRIES = env_int("AUDIT_SEAL_BLOCK_ENTRIES", 10_000, minimum=1)
 # The in-browser IDE at GET /graphql/ (its page loads GraphiQL from a public CDN).
 GRAPHIQL = env_bool("GRAPHIQL", True)
 
