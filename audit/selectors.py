@@ -41,7 +41,7 @@ from audit.filters import (
     event_condition,
     event_values,
 )
-from audit.models import AuditLog
+from audit.models import AuditLog, AuditSeal, AuditVerification
 from audit.totals import audit_log_total, audit_log_total_sql
 from core.models import Organization
 
@@ -315,4 +315,34 @@ def audit_log_replay(
         .filter(TupleGreaterThan(_key(), (newer_than.time, newer_than.id)))
         .filter(Q(visible))
         .order_by("time", "id")
+    )
+
+
+# --- tamper evidence ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AuditIntegrityStatus:
+    """The latest verification of an organization's chain, the last checkpoint it found
+    intact, and the newest checkpoint."""
+
+    verification: AuditVerification | None
+    verified_checkpoint: AuditSeal | None
+    newest_checkpoint: AuditSeal | None
+
+
+def audit_integrity_status(*, organization: Organization) -> AuditIntegrityStatus:
+    verification = (
+        AuditVerification.objects.filter(organization=organization).order_by("-verified_at").first()
+    )
+    checkpoints = AuditSeal.objects.filter(organization=organization).only(
+        "sequence", "entries", "sealed_at"
+    )
+    verified = None
+    if verification is not None and verification.last_sequence is not None:
+        verified = checkpoints.filter(sequence=verification.last_sequence).first()
+    return AuditIntegrityStatus(
+        verification=verification,
+        verified_checkpoint=verified,
+        newest_checkpoint=checkpoints.order_by("-sequence").first(),
     )

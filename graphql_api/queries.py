@@ -1,4 +1,5 @@
-"""Query fields of the audit log API: ``auditLogs`` and ``auditEventTypes``.
+"""Query fields of the audit log API: ``auditLogs``, ``auditLogIntegrity`` and
+``auditEventTypes``.
 
 Resolvers stay thin: they check arguments, decode cursors and ask audit/selectors.py,
 which owns the organization scope, the filters, the order and the keyset pagination.
@@ -18,12 +19,14 @@ from strawberry_django.optimizer import OptimizerStore, optimize
 
 from audit.events import AuditEventType as AuditEventVocabulary
 from audit.models import AuditLog as AuditLogModel
+from audit.models import AuditSeal as AuditSealModel
 from audit.selectors import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
     AuditLogFilter,
     AuditLogPage,
     AuditLogPosition,
+    audit_integrity_status,
     audit_log_count,
     audit_log_page,
 )
@@ -34,11 +37,14 @@ from graphql_api.errors import bad_user_input
 from graphql_api.inputs import AuditLogFilterInput
 from graphql_api.permissions import AUDIT_LOG_READERS
 from graphql_api.types import (
+    AuditCheckpoint,
     AuditEventType,
     AuditEventTypeInfo,
     AuditLog,
     AuditLogConnection,
     AuditLogEdge,
+    AuditLogIntegrity,
+    AuditLogIntegrityStatus,
     PageInfo,
 )
 
@@ -67,6 +73,12 @@ def _position(name: str, cursor: str | None, organization: Organization) -> Audi
         return cursor_decode(cursor, organization_id=organization.pk)
     except InvalidCursor as error:
         raise bad_user_input(f"{name}: {error}.") from error
+
+
+def _checkpoint(seal: AuditSealModel | None) -> AuditCheckpoint | None:
+    if seal is None:
+        return None
+    return AuditCheckpoint(sequence=seal.sequence, sealed_at=seal.sealed_at, entries=seal.entries)
 
 
 @strawberry.type
@@ -184,6 +196,36 @@ class AuditLogQueries:
                 end_cursor=edges[-1].cursor if edges else None,
             ),
             total=await total if "totalCount" in wanted and total is not None else None,
+        )
+
+    @strawberry.field(
+        permission_classes=AUDIT_LOG_READERS,
+        description=(
+            "Tamper evidence of the caller's organization's audit log: the latest "
+            f"verification of its signed checkpoints and the newest checkpoint. {_READERS}"
+        ),
+    )
+    async def audit_log_integrity(self, info: Info[Any, Any]) -> AuditLogIntegrity:
+        user = (await context_of(info).caller()).user
+        assert user is not None and user.organization is not None  # a reader, as above
+        found = await sync_to_async(audit_integrity_status)(organization=user.organization)
+        verification = found.verification
+        if verification is None:
+            status = AuditLogIntegrityStatus.NOT_VERIFIED
+        else:
+            status = (
+                AuditLogIntegrityStatus.VERIFIED
+                if verification.ok
+                else AuditLogIntegrityStatus.FAILED
+            )
+        return AuditLogIntegrity(
+            status=status,
+            verified_at=verification.verified_at if verification else None,
+            last_verified_checkpoint=_checkpoint(found.verified_checkpoint),
+            entries_verified=verification.entries if verification else 0,
+            entries_not_yet_sealed=verification.unsealed if verification else 0,
+            problem=(verification.problem or None) if verification else None,
+            newest_checkpoint=_checkpoint(found.newest_checkpoint),
         )
 
     @strawberry.field(

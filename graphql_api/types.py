@@ -192,3 +192,65 @@ class AuditLogConnection(relay.Connection[AuditLog]):
         if self.total is None:
             raise RuntimeError("totalCount was resolved but not computed")
         return self.total
+
+
+@strawberry.enum(description="The outcome of the latest verification of the audit log.")
+class AuditLogIntegrityStatus(enum.Enum):
+    VERIFIED = strawberry.enum_value(
+        "VERIFIED", description="Every sealed entry and checkpoint verified."
+    )
+    FAILED = strawberry.enum_value(
+        "FAILED", description="Verification found a problem; see problem."
+    )
+    NOT_VERIFIED = strawberry.enum_value(
+        "NOT_VERIFIED", description="The log has not been verified yet."
+    )
+
+
+@strawberry.type(
+    description=(
+        "A signed checkpoint: a run of entries, in the order they were recorded, sealed "
+        "with a digest of each and a signature by a key the database does not hold."
+    )
+)
+class AuditCheckpoint:
+    sequence: int = strawberry.field(description="1 for the first checkpoint, then 2, 3, ...")
+    sealed_at: datetime = strawberry.field(description="When it was sealed (UTC).")
+    entries: int = strawberry.field(description="How many entries it seals.")
+
+
+@strawberry.type(
+    description=(
+        "Tamper evidence of the caller's organization's audit log: whether the latest "
+        "verification (manage.py verify_audit_log) found every sealed entry as it was "
+        "recorded, and how far it got."
+    )
+)
+class AuditLogIntegrity:
+    status: AuditLogIntegrityStatus = strawberry.field(
+        description="The latest verification's outcome."
+    )
+    verified_at: datetime | None = strawberry.field(
+        description="When the latest verification ran; null if never."
+    )
+    last_verified_checkpoint: AuditCheckpoint | None = strawberry.field(
+        description=(
+            "The last checkpoint the latest verification found intact, with every entry "
+            "before it; null if none."
+        )
+    )
+    entries_verified: int = strawberry.field(
+        description="Sealed entries the latest verification found intact."
+    )
+    entries_not_yet_sealed: int = strawberry.field(
+        description=(
+            "Entries recorded after the newest checkpoint at that verification: not "
+            "covered by it yet."
+        )
+    )
+    problem: str | None = strawberry.field(
+        description="What the latest verification found wrong, naming the entry; null if nothing."
+    )
+    newest_checkpoint: AuditCheckpoint | None = strawberry.field(
+        description="The newest checkpoint, which may be newer than the latest verification."
+    )

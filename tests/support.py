@@ -24,6 +24,23 @@ ROOT = Path(__file__).resolve().parents[1]
 TRANSACTIONAL = pytest.mark.django_db(transaction=True, databases=[APP_ALIAS, OWNER_ALIAS])
 
 
+# --- connections ---
+
+
+def database_url(settings_dict: dict[str, Any], name: str | None = None) -> str:
+    """A DATABASE_URL for Django's connection settings (another database: ``name``)."""
+    from urllib.parse import quote
+
+    user = quote(settings_dict["USER"] or "", safe="")
+    password = settings_dict["PASSWORD"]
+    credentials = f"{user}:{quote(password, safe='')}" if password else user
+    host = quote(str(settings_dict["HOST"] or ""), safe="")
+    port = f":{settings_dict['PORT']}" if settings_dict["PORT"] else ""
+    return (
+        f"postgresql://{credentials}@{host}{port}/{quote(name or settings_dict['NAME'], safe='')}"
+    )
+
+
 # --- query plans ----------------------------------------------------------------------------
 
 

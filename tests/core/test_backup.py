@@ -1,9 +1,13 @@
 """backup_db and restore_db: a round trip through pg_dump and pg_restore brings back every
-entry, the rollups and the append-only rule."""
+entry, the rollups, the append-only rule, the server role's privileges, and checkpoints
+that verify."""
 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,11 +18,16 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from audit.events import AuditEventType as E
-from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_record
+from audit.services import (
+    AuditEntryDraft,
+    audit_log_bulk_create,
+    audit_log_record,
+    audit_log_seal,
+)
 from core.backups import libpq_parameters
 from core.models import User
 from core.roles import OWNER_ALIAS, app_role_name
-from tests.support import TRANSACTIONAL
+from tests.support import ROOT, TRANSACTIONAL, database_url
 
 pytestmark = TRANSACTIONAL
 
@@ -66,6 +75,8 @@ def test_a_backup_restores_every_entry_and_the_append_only_rule(
             for n in range(500)
         ],
     )
+    audit_log_seal(organization=org, block=100)
+    audit_log_record(organization=org, event=E.ROLE_UPDATED, actor=admin)  # not yet sealed
     dump = tmp_path / "backup.dump"
     out = io.StringIO()
     call_command("backup_db", "-o", str(dump), stdout=out)
@@ -81,6 +92,21 @@ def test_a_backup_restores_every_entry_and_the_append_only_rule(
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 copy.execute("DELETE FROM audit_log")
             copy.execute("UPDATE rate_limit_window SET hits = hits")
+    # The tamper-evidence verification passes on the copy, as the server's role would run it.
+    verified = subprocess.run(
+        [sys.executable, "manage.py", "verify_audit_log", "--org", org.slug],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url(connection.settings_dict, restored_name),
+            "DATABASE_OWNER_URL": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert f"{org.slug}: OK: " in verified.stdout and "; 1 not yet sealed" in verified.stdout
     with _connect(restored_name, OWNER_ALIAS) as owner_copy:
         with pytest.raises(psycopg.errors.RestrictViolation):
             owner_copy.execute("UPDATE audit_log SET event = 'USER_LOGIN'")

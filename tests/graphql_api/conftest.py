@@ -81,17 +81,6 @@ def other_paid_org(make_org: Callable[..., Organization]) -> Organization:
     return make_org("paid")
 
 
-def _database_url(settings_dict: dict[str, Any]) -> str:
-    from urllib.parse import quote
-
-    user = quote(settings_dict["USER"] or "", safe="")
-    password = settings_dict["PASSWORD"]
-    credentials = f"{user}:{quote(password, safe='')}" if password else user
-    host = quote(str(settings_dict["HOST"] or ""), safe="")
-    port = f":{settings_dict['PORT']}" if settings_dict["PORT"] else ""
-    return f"postgresql://{credentials}@{host}{port}/{quote(settings_dict['NAME'], safe='')}"
-
-
 @contextmanager
 def serving_test_database(**env: str) -> Iterator[str]:
     """A real uvicorn process (``manage.py serve``, production settings, plus ``env``)
@@ -99,10 +88,10 @@ def serving_test_database(**env: str) -> Iterator[str]:
     (``transaction=True``)."""
     from django.db import connection
 
-    from tests.support import free_port, start_serve, stop_serve
+    from tests.support import database_url, free_port, start_serve, stop_serve
 
     port = free_port()
-    server = start_serve(port, {"DATABASE_URL": _database_url(connection.settings_dict), **env})
+    server = start_serve(port, {"DATABASE_URL": database_url(connection.settings_dict), **env})
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -38,7 +38,8 @@ def test_contract_names() -> None:
     gql = schema._schema
     query = gql.query_type
     assert query is not None
-    assert set(query.fields) == {"auditLogs", "auditEventTypes"}
+    assert set(query.fields) == {"auditLogs", "auditLogIntegrity", "auditEventTypes"}
+    assert str(query.fields["auditLogIntegrity"].type) == "AuditLogIntegrity!"
     assert set(query.fields["auditLogs"].args) == {"filter", "first", "after", "last", "before"}
     assert str(query.fields["auditLogs"].type) == "AuditLogConnection!"
     assert str(query.fields["auditEventTypes"].type) == "[AuditEventTypeInfo!]!"
