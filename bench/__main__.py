@@ -372,6 +372,9 @@ def render(report: dict[str, Any]) -> str:
         f"recording one event (whole transaction): p50 {w['record_p50_ms']} ms, p95 "
         f"{w['record_p95_ms']} ms; with 4 concurrent writers to one organization and day: p50 "
         f"{w['record_4_writers_p50_ms']} ms, p95 {w['record_4_writers_p95_ms']} ms",
+        f"tamper evidence, {w['sealed_entries']:,} entries of one organization: seal_audit_log "
+        f"{w['seal_seconds']}s ({w['seal_entries_per_s']:,} entries/s), verify_audit_log "
+        f"{w['verify_seconds']}s ({w['verify_entries_per_s']:,} entries/s)",
         f"server RSS per worker after the run: {', '.join(f'{m} MB' for m in report['server_rss_mb'])}",
     ]
     i = report["integrations"]

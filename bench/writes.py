@@ -3,7 +3,9 @@
 
 * import: ``manage.py import_audit_events`` of EVENTS generated events, end to end;
 * recording one event: the whole transaction (BEGIN, ``audit_log_record``, COMMIT), by one
-  writer and by four concurrent writers to the same organization and day.
+  writer and by four concurrent writers to the same organization and day;
+* tamper evidence: ``manage.py seal_audit_log`` of everything above (first sealing), then
+  ``manage.py verify_audit_log``, end to end.
 
 Prints one JSON object.
 """
@@ -88,7 +90,22 @@ def main(events: int, records: int) -> dict[str, object]:
     for thread in threads:
         thread.join()
 
+    from audit.models import AuditLog
+
+    sealed_entries = AuditLog.objects.filter(organization=org).count()
+    started = time.perf_counter()
+    call_command("seal_audit_log", "--org", "writes", stdout=io.StringIO())
+    seal_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    call_command("verify_audit_log", "--org", "writes", stdout=io.StringIO())
+    verify_seconds = time.perf_counter() - started
+
     return {
+        "sealed_entries": sealed_entries,
+        "seal_seconds": round(seal_seconds, 2),
+        "seal_entries_per_s": round(sealed_entries / seal_seconds),
+        "verify_seconds": round(verify_seconds, 2),
+        "verify_entries_per_s": round(sealed_entries / verify_seconds),
         "import_events": events,
         "import_seconds": round(import_seconds, 2),
         "import_events_per_s": round(events / import_seconds),
