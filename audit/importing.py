@@ -21,7 +21,8 @@ from audit.events import AuditEventType
 from audit.services import AuditEntryDraft
 from core.client_ip import normalized_ip
 
-ALLOWED_FIELDS = frozenset({"event", "time", "user_email", "user_name", "ip", "details"})
+# "id" is what export_audit_logs writes; an imported entry gets a new one, so it is ignored.
+ALLOWED_FIELDS = frozenset({"id", "event", "time", "user_email", "user_name", "ip", "details"})
 _EVENTS = frozenset(AuditEventType.values)
 
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connection
-from django.db.models import BigIntegerField, BooleanField, F, Q, QuerySet, Subquery
+from django.db.models import BigIntegerField, BooleanField, F, Q, QuerySet, Subquery, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.tuple_lookups import (
     Tuple,
@@ -32,6 +32,7 @@ from django.db.models.fields.tuple_lookups import (
     TupleLessThan,
     TupleLessThanOrEqual,
 )
+from django.db.models.functions import Cast
 
 from audit.filters import (
     USER_EMAIL_MAX_LENGTH,
@@ -53,6 +54,7 @@ __all__ = [
     "AuditLogPage",
     "AuditLogPosition",
     "audit_log_count",
+    "audit_log_export_batch",
     "audit_log_list",
     "audit_log_page",
     "audit_log_replay",
@@ -346,3 +348,30 @@ def audit_integrity_status(*, organization: Organization) -> AuditIntegrityStatu
         verified_checkpoint=verified,
         newest_checkpoint=checkpoints.order_by("-sequence").first(),
     )
+
+
+# --- export ---------------------------------------------------------------------------------
+
+# What an exported entry is made of, in this order (audit/exporting.py): the details as
+# PostgreSQL's own JSON text, so they are written out without being parsed.
+EXPORT_COLUMNS = ("id", "event", "actor_email", "actor_name", "ip", "details_json", "time")
+ExportRow = tuple[int, str, str | None, str | None, str | None, str, datetime]
+
+
+def audit_log_export_batch(
+    *,
+    organization: Organization,
+    filters: AuditLogFilter | None,
+    before: AuditLogPosition | None,
+    size: int,
+) -> list[ExportRow]:
+    """The next ``size`` entries of ``audit_log_list``, newest first, older than
+    ``before``: one keyset query per batch, so an export of any length holds one batch at a
+    time and no transaction open between batches."""
+    queryset = audit_log_list(organization=organization, filters=filters)
+    if before is not None:
+        queryset = queryset.filter(TupleLessThan(_key(), (before.time, before.id)))
+    rows = queryset.annotate(details_json=Cast("details", TextField())).values_list(
+        *EXPORT_COLUMNS
+    )[:size]
+    return list(rows)  # type: ignore[arg-type]

@@ -375,6 +375,12 @@ def render(report: dict[str, Any]) -> str:
         f"tamper evidence, {w['sealed_entries']:,} entries of one organization: seal_audit_log "
         f"{w['seal_seconds']}s ({w['seal_entries_per_s']:,} entries/s), verify_audit_log "
         f"{w['verify_seconds']}s ({w['verify_entries_per_s']:,} entries/s)",
+        *(
+            f"export_audit_logs {name}: {e['entries']:,} entries in {e['seconds']}s = "
+            f"{e['entries_per_s']:,} entries/s (process start included), peak RSS "
+            f"{e['peak_rss_mb']} MB, {e['bytes'] / 2**20:,.1f} MB written"
+            for name, e in w["exports"].items()
+        ),
         f"server RSS per worker after the run: {', '.join(f'{m} MB' for m in report['server_rss_mb'])}",
     ]
     i = report["integrations"]

@@ -5,7 +5,10 @@
 * recording one event: the whole transaction (BEGIN, ``audit_log_record``, COMMIT), by one
   writer and by four concurrent writers to the same organization and day;
 * tamper evidence: ``manage.py seal_audit_log`` of everything above (first sealing), then
-  ``manage.py verify_audit_log``, end to end.
+  ``manage.py verify_audit_log``, end to end;
+* export: ``manage.py export_audit_logs`` of the whole organization as CSV and as JSONL,
+  and of its last day, each in its own process, with that process's peak resident memory
+  (sampled every 20 ms), to show that memory does not grow with the export.
 
 Prints one JSON object.
 """
@@ -16,16 +19,51 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def _export(args: list[str]) -> dict[str, float]:
+    """``export_audit_logs writes`` in its own process: entries, seconds, peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "export"
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "export_audit_logs", "writes", *args, "-o", str(out)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        peak_kb = 0
+        while process.poll() is None:
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+                rss = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+                peak_kb = max(peak_kb, int(rss.split()[1]))
+            except (OSError, StopIteration):
+                pass
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        stderr = process.stderr.read() if process.stderr else ""
+        if process.returncode != 0:
+            raise RuntimeError(f"export_audit_logs failed: {stderr}")
+        entries = int(stderr.split("Exported ")[1].split(" ")[0].replace(",", ""))
+        return {
+            "entries": entries,
+            "seconds": round(seconds, 2),
+            "entries_per_s": round(entries / seconds),
+            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "bytes": out.stat().st_size,
+        }
 
 
 def main(events: int, records: int) -> dict[str, object]:
@@ -100,7 +138,17 @@ def main(events: int, records: int) -> dict[str, object]:
     call_command("verify_audit_log", "--org", "writes", stdout=io.StringIO())
     verify_seconds = time.perf_counter() - started
 
+    exports = {
+        name: _export(["--format", fmt, *extra])
+        for name, fmt, extra in [
+            ("csv", "csv", []),
+            ("jsonl", "jsonl", []),
+            ("csv_last_day", "csv", ["--from", (timezone.now() - timedelta(days=1)).isoformat()]),
+        ]
+    }
+
     return {
+        "exports": exports,
         "sealed_entries": sealed_entries,
         "seal_seconds": round(seal_seconds, 2),
         "seal_entries_per_s": round(sealed_entries / seal_seconds),

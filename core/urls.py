@@ -1,4 +1,4 @@
-"""URL routes: the GraphQL API (/graphql/), sign-in for the browser and GraphiQL
+"""URL routes: the GraphQL API (/graphql/), file exports (/audit-logs/export), sign-in for the browser and GraphiQL
 (/accounts/), and the Django admin for operators (/admin/)."""
 
 from django.contrib import admin
@@ -6,11 +6,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from graphql_api.exports import export_view
 from graphql_api.views import graphql_view
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/graphql/", permanent=False)),
     path("graphql/", graphql_view, name="graphql"),
+    path("audit-logs/export", export_view, name="audit-logs-export"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -56,7 +56,7 @@ class GraphQLContext(StrawberryDjangoContext):
             if self.outside_request_cycle:
                 await sync_to_async(close_old_connections)()
             try:
-                self._caller = await _resolve_caller(self.request)
+                self._caller = await resolve_caller(self.request)
             finally:
                 if self.outside_request_cycle:
                     await sync_to_async(close_old_connections)()
@@ -94,7 +94,7 @@ def uses_bearer_token(request: Any) -> bool:
     return "HTTP_AUTHORIZATION" in request.META
 
 
-async def _resolve_caller(request: Any) -> Caller:
+async def resolve_caller(request: Any) -> Caller:
     try:
         credentials = bearer_credentials(request.META.get("HTTP_AUTHORIZATION"))
     except MalformedAuthorization as error:

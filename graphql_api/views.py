@@ -76,7 +76,7 @@ def _csrf_failure(request: HttpRequest) -> str | None:
     return result if isinstance(result, str) else None
 
 
-def _error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
+def error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
     return HttpResponse(
         json.dumps(error_payload(code, message)), status=status, content_type="application/json"
     )
@@ -108,7 +108,7 @@ def rate_limit_refusal(meta: Mapping[str, Any]) -> tuple[dict[str, Any], int] | 
     return None
 
 
-async def _rate_limited(request: HttpRequest) -> HttpResponse | None:
+async def rate_limited(request: HttpRequest) -> HttpResponse | None:
     refusal = await sync_to_async(rate_limit_refusal)(request.META)
     if refusal is None:
         return None
@@ -134,7 +134,7 @@ class AuditGraphQLView(AsyncGraphQLView):
         ):
             reason = _csrf_failure(request)
             if reason is not None:
-                return _error_response(
+                return error_response(
                     403,
                     ErrorCode.FORBIDDEN,
                     f"CSRF verification failed ({reason}). Requests authenticated by the "
@@ -142,14 +142,14 @@ class AuditGraphQLView(AsyncGraphQLView):
                     "X-CSRFToken header.",
                 )
         try:
-            limited = await _rate_limited(request)
+            limited = await rate_limited(request)
             if limited is not None:
                 return limited
             return await self.run(request=request)
         except HTTPException as error:
-            return _error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason)
+            return error_response(error.status_code, ErrorCode.BAD_USER_INPUT, error.reason)
         except RequestDataTooBig:
-            return _error_response(
+            return error_response(
                 413,
                 ErrorCode.BAD_USER_INPUT,
                 f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
@@ -160,9 +160,9 @@ class AuditGraphQLView(AsyncGraphQLView):
                 logger.warning(
                     "Database failure serving %s: %s", request.path, type(error).__name__
                 )
-                return _error_response(503, *database)
+                return error_response(503, *database)
             logger.exception("Unexpected error serving %s %s", request.method, request.path)
-            return _error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+            return error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
 
     async def process_result(
         self, request: HttpRequest, result: ExecutionResult

@@ -1,0 +1,95 @@
+"""``GET /audit-logs/export``: every entry matching a filter, as one CSV or JSONL file
+(audit/exporting.py), streamed in constant memory, newest first.
+
+Query parameters: ``format`` (``csv``, the default, or ``jsonl``), ``eventType`` (once
+or repeated), ``userEmail``, ``from``, ``to`` (ISO 8601; a time without an offset is UTC),
+with the meaning they have in ``auditLogs``. The same credentials, the same readers and
+the same codes as the GraphQL API; a refusal is an HTTP status with a JSON body of the
+GraphQL error shape: 401 ``UNAUTHENTICATED``, 403 ``FORBIDDEN`` or ``PAID_PLAN_REQUIRED``,
+400 ``BAD_USER_INPUT``, 429 ``RATE_LIMITED``, 503 ``SERVICE_UNAVAILABLE``. Once the file
+has started, a database failure ends it early: check that a CSV ends with a line break,
+or count a JSONL file's lines against ``auditLogs``' ``totalCount``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+
+from audit import exporting
+from audit.filters import AuditLogFilter
+from audit.selectors import ExportRow
+from core.models import Organization
+from core.predicates import organization_is_paid, user_is_org_admin
+from graphql_api.context import resolve_caller
+from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, database_failure
+from graphql_api.permissions import PAID_ADMINS_ONLY_MESSAGE, SIGN_IN_MESSAGE
+from graphql_api.views import error_response, rate_limited
+
+logger = logging.getLogger("graphql_api.exports")
+
+
+def _next_batch(batches: Iterator[list[ExportRow]]) -> list[ExportRow] | None:
+    return next(batches, None)
+
+
+async def _content(
+    organization: Organization, filters: AuditLogFilter, fmt: str
+) -> AsyncIterator[bytes]:
+    yield exporting.header(fmt).encode()
+    batches = exporting.batches(organization, filters)
+    try:
+        while rows := await sync_to_async(_next_batch)(batches):
+            yield exporting.encode(fmt, rows).encode()
+    except Exception as error:
+        # The status line is sent: all that is left is to end the file early.
+        if database_failure(error) is not None:
+            logger.warning(
+                "Export of %s ended early: database failure (%s)",
+                organization.slug,
+                type(error).__name__,
+            )
+        else:
+            logger.exception("Export of %s ended early: unexpected error", organization.slug)
+
+
+async def export_view(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "GET":
+        refused = error_response(405, ErrorCode.BAD_USER_INPUT, "Use GET for /audit-logs/export.")
+        refused["Allow"] = "GET"
+        return refused
+    try:
+        limited = await rate_limited(request)
+        if limited is not None:
+            return limited
+        caller = await resolve_caller(request)
+        if caller.rejected is not None:
+            return error_response(401, ErrorCode.UNAUTHENTICATED, caller.rejected)
+        user = caller.user
+        if user is None:
+            return error_response(401, ErrorCode.UNAUTHENTICATED, SIGN_IN_MESSAGE)
+        if not user_is_org_admin(user):
+            return error_response(403, ErrorCode.FORBIDDEN, PAID_ADMINS_ONLY_MESSAGE)
+        organization = user.organization
+        if organization is None or not organization_is_paid(organization):
+            return error_response(403, ErrorCode.PAID_PLAN_REQUIRED, PAID_ADMINS_ONLY_MESSAGE)
+        try:
+            fmt, filters = exporting.parse_parameters(request.GET)
+        except exporting.BadParameter as error:
+            return error_response(400, ErrorCode.BAD_USER_INPUT, f"{error}.")
+    except Exception as error:
+        database = database_failure(error)
+        if database is not None:
+            return error_response(503, *database)
+        logger.exception("Unexpected error serving %s", request.path)
+        return error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+    response = StreamingHttpResponse(
+        _content(organization, filters, fmt), content_type=exporting.CONTENT_TYPES[fmt]
+    )
+    name = exporting.filename(organization, filters, fmt)
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    return response
