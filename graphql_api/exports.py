@@ -7,8 +7,8 @@ with the meaning they have in ``auditLogs``. The same credentials, the same read
 the same codes as the GraphQL API; a refusal is an HTTP status with a JSON body of the
 GraphQL error shape: 401 ``UNAUTHENTICATED``, 403 ``FORBIDDEN`` or ``PAID_PLAN_REQUIRED``,
 400 ``BAD_USER_INPUT``, 429 ``RATE_LIMITED``, 503 ``SERVICE_UNAVAILABLE``. Once the file
-has started, a database failure ends it early: check that a CSV ends with a line break,
-or count a JSONL file's lines against ``auditLogs``' ``totalCount``.
+has started, a failure cuts the connection before the end of the chunked body: clients
+see an incomplete transfer, never a short file that looks whole.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ async def _content(
         while rows := await sync_to_async(_next_batch)(batches):
             yield exporting.encode(fmt, rows).encode()
     except Exception as error:
-        # The status line is sent: all that is left is to end the file early.
+        # The status line is sent. Raising again makes the server cut the connection
+        # before the chunked body's end, so the client sees an incomplete transfer, not a
+        # file that merely looks shorter.
         if database_failure(error) is not None:
             logger.warning(
                 "Export of %s ended early: database failure (%s)",
@@ -54,6 +56,7 @@ async def _content(
             )
         else:
             logger.exception("Export of %s ended early: unexpected error", organization.slug)
+        raise
 
 
 async def export_view(request: HttpRequest) -> HttpResponseBase:

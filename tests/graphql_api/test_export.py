@@ -164,3 +164,31 @@ def test_a_real_server_refuses_with_a_coded_body(live_server_url: str) -> None:
     assert refused.value.code == 401
     body = json.loads(refused.value.read())
     assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+def test_a_failure_after_the_file_started_does_not_end_it_cleanly(
+    client: Client,
+    admin: User,
+    entries: list[AuditLog],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.db import OperationalError
+
+    from audit import exporting
+
+    real = exporting.audit_log_export_batch
+    calls = []
+
+    def failing(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        if len(calls) > 1:
+            raise OperationalError("the database went away")
+        return real(**kwargs)
+
+    monkeypatch.setattr(exporting, "BATCH_SIZE", 10)
+    monkeypatch.setattr(exporting, "audit_log_export_batch", failing)
+    client.force_login(admin)
+    response = client.get(URL)
+    assert response.status_code == 200
+    with pytest.raises(OperationalError):
+        async_to_sync(_body)(response)
