@@ -1,7 +1,9 @@
 """The closed vocabulary of audit events: the one place where event types are defined.
 
 The database constraint, the Django admin filter, the import validation and (later) the
-GraphQL enum and the frontend's dropdown are all derived from ``AuditEventType``.
+GraphQL enum and the frontend's dropdown are all derived from ``AuditEventType``. The
+seventeen types of the product's actions are joined by the audit log's own
+(``RECORDED_BY_THE_AUDIT_LOG``): ``AUDIT_LOG_PRUNED``.
 
 To add an event type: add a member here with its description, make a migration (the
 CHECK constraint on ``audit_log.event`` lists the values), and update the pinned set in
@@ -34,7 +36,12 @@ class AuditEventType(models.TextChoices):
     ROLE_CREATED = "ROLE_CREATED", "A role was created"
     ROLE_UPDATED = "ROLE_UPDATED", "A role was modified"
     ROLE_DELETED = "ROLE_DELETED", "A role was removed"
+    AUDIT_LOG_PRUNED = "AUDIT_LOG_PRUNED", "Entries older than the retention period were removed"
 
+
+# Recorded by the audit log itself, never by an integration (recordAuditEvents refuses
+# them), so that no client can make the log claim, say, that it was pruned.
+RECORDED_BY_THE_AUDIT_LOG = frozenset({AuditEventType.AUDIT_LOG_PRUNED.value})
 
 # The longest value decides the column width; checked by the vocabulary test.
 EVENT_MAX_LENGTH = 32

@@ -21,7 +21,8 @@ transaction per checkpoint; writers never wait for it.
 
 **Verification** walks the checkpoints and the entries side by side and reports the first
 problem: a checkpoint whose signature or head does not verify (someone with write access
-to the database recomputed digests), a sealed entry that is missing (deleted), altered
+to the database recomputed digests), a sealed entry that is missing (deleted, unless
+retention removed entries of that age: then it counts as pruned), altered
 (its digest differs), out of its sealed place (reordered), or an entry inside the sealed
 range that no checkpoint holds (inserted). Entries after the last checkpoint are counted
 as not yet sealed.
@@ -34,7 +35,7 @@ import hmac
 import struct
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection
@@ -177,6 +178,7 @@ class IntegrityReport:
     last_sequence: int | None = None
     last_sealed_at: datetime | None = None
     entries: int = 0  # sealed entries checked
+    pruned: int = 0  # sealed entries removed by retention
     unsealed: int = 0  # entries after the last checkpoint
     problem: str = ""
     problem_entry_id: int | None = None
@@ -209,7 +211,10 @@ def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> Integrit
         .order_by("sequence")
         .values_list("id", "sequence", flat=False)
     )
+    # Sealed entries older than this may be missing: retention removed them (audit_prune).
+    pruned_before = _pruned_before_us(organization_id)
     head = ZERO_HEAD
+    pending = next(entries, None)
     for expected, (seal_id, sequence) in enumerate(list(seals), start=1):
         seal = AuditSeal.objects.get(pk=seal_id)
         records = bytes(seal.records)
@@ -236,19 +241,38 @@ def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> Integrit
         ):
             return report.fail(f"{where} does not follow from the one before: it was rewritten")
         head = bytes(seal.head)
-        for sealed_id, _time_us, digest in unpack(records):
-            entry = next(entries, None)
-            if entry is None or entry.id != sealed_id:
-                return _misplaced(report, organization_id, sealed_id, entry, where)
-            if not hmac.compare_digest(entry.digest, digest):
+        for sealed_id, time_us, digest in unpack(records):
+            if pending is None or pending.id != sealed_id:
+                if time_us < pruned_before:
+                    report.pruned += 1
+                    continue
+                return _misplaced(report, organization_id, sealed_id, pending, where)
+            if not hmac.compare_digest(pending.digest, digest):
                 return report.fail(
                     f"entry {sealed_id} was altered after it was sealed ({where})", sealed_id
                 )
             report.entries += 1
+            pending = next(entries, None)
         report.checkpoints += 1
         report.last_sequence, report.last_sealed_at = sequence, seal.sealed_at
-    report.unsealed = sum(1 for _ in entries)
+    report.unsealed = (pending is not None) + sum(1 for _ in entries)
     return report
+
+
+def _pruned_before_us(organization_id: int) -> int:
+    """The latest time before which retention removed the organization's entries, in
+    microseconds since the epoch (the smallest integer when never)."""
+    from django.db.models import Max
+
+    from audit.models import AuditPrune
+
+    before = AuditPrune.objects.filter(organization_id=organization_id).aggregate(
+        latest=Max("before")
+    )["latest"]
+    if before is None:
+        return -(2**63)
+    delta = before - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _misplaced(

@@ -317,6 +317,7 @@ class AuditVerification(models.Model):
     last_sequence = models.IntegerField(null=True, help_text="The last checkpoint checked.")
     last_sealed_at = models.DateTimeField(null=True)
     entries = models.BigIntegerField(help_text="Sealed entries checked.")
+    pruned = models.BigIntegerField(default=0, help_text="Sealed entries removed by retention.")
     unsealed = models.BigIntegerField(help_text="Entries after the last checkpoint.")
     problem = models.TextField(blank=True, help_text="The first problem found.")
     problem_entry_id = models.BigIntegerField(null=True)
@@ -329,6 +330,30 @@ class AuditVerification(models.Model):
 
     def __str__(self) -> str:
         return f"verification of organization {self.organization_id} at {self.verified_at}"
+
+
+class AuditPrune(models.Model):
+    """One batch of entries removed by the retention policy (prune_audit_logs), written by
+    the database function that removes them: how many, of which organization, all older
+    than ``before``. Verification accepts a sealed entry missing from before that time as
+    pruned. Append-only."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    before = models.DateTimeField(help_text="Every removed entry was older than this.")
+    entries = models.BigIntegerField()
+    pruned_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "audit_prune"
+        indexes: ClassVar = [
+            models.Index(fields=["organization", "-before"], name="audit_prune_org_before")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entries} entries of organization {self.organization_id} before {self.before}"
 
 
 # What the application's database role may insert into (and otherwise only read, like every

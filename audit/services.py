@@ -13,6 +13,9 @@ by calling ``audit_log_record`` with the event type and details of their action.
 
 Tamper evidence (audit/integrity.py): ``audit_log_seal`` adds signed checkpoints of an
 organization's new entries; ``audit_log_verify`` checks them and records the outcome.
+
+Retention (audit/retention.py): ``audit_log_prune`` removes entries past the period through
+the database's one narrow path (migration 0010), as the owner, and records that it did.
 """
 
 from __future__ import annotations
@@ -27,15 +30,16 @@ from typing import Any, Final
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from audit import integrity
 from audit.context import audit_context_get
-from audit.events import AuditEventType
+from audit.events import RECORDED_BY_THE_AUDIT_LOG, AuditEventType
 from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH, AuditLog, AuditSeal, AuditVerification
 from core.client_ip import normalized_ip, parse_ip
 from core.models import Organization, User
+from core.roles import OWNER_ALIAS
 
 
 class Unset:
@@ -323,6 +327,8 @@ def _checked(
     event = submission.event
     if event not in AuditEventType.values:
         problem("event", f"unknown event type {event!r}")
+    elif event in RECORDED_BY_THE_AUDIT_LOG:
+        problem("event", f"{event} is recorded by the audit log itself, not by integrations")
     email = submission.user_email.strip() if submission.user_email is not None else None
     if email is not None and len(email) > USER_EMAIL_MAX_LENGTH:
         problem("userEmail", f"must be at most {USER_EMAIL_MAX_LENGTH} characters")
@@ -473,7 +479,68 @@ def audit_log_verify(*, organization: Organization) -> AuditVerification:
         last_sequence=report.last_sequence,
         last_sealed_at=report.last_sealed_at,
         entries=report.entries,
+        pruned=report.pruned,
         unsealed=report.unsealed,
         problem=report.problem,
         problem_entry_id=report.problem_entry_id,
     )
+
+
+# --- retention (audit/retention.py) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PruneOutcome:
+    entries: int  # removed by this call
+    busy: bool  # another run was pruning the organization; this one left it alone
+
+
+def audit_log_prune(
+    *,
+    organization: Organization,
+    before: datetime,
+    retention_days: int,
+    batch: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> PruneOutcome:
+    """Remove the organization's entries older than ``before``, oldest first, ``batch``
+    (``AUDIT_PRUNE_BATCH``) per transaction, through ``audit_log_prune()`` in the database,
+    which subtracts them from the rollups and logs each batch in ``audit_prune``. Runs on
+    the owner's connection (only the owner may call that function), under an advisory lock:
+    a second run at the same time leaves the organization alone. When anything was
+    removed, an ``AUDIT_LOG_PRUNED`` entry says how many and from before when."""
+    batch = batch or settings.AUDIT_PRUNE_BATCH
+    owner = connections[OWNER_ALIAS]
+    lock: list[str | int] = ["audit_prune", organization.pk]
+    removed = 0
+    with owner.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, %s))", lock)
+        if not cursor.fetchone()[0]:
+            return PruneOutcome(0, busy=True)
+        try:
+            while True:
+                with transaction.atomic(using=OWNER_ALIAS):
+                    cursor.execute(
+                        "SELECT audit_log_prune(%s, %s, %s)", [organization.pk, before, batch]
+                    )
+                    count = int(cursor.fetchone()[0])
+                removed += count
+                if count and progress is not None:
+                    progress(count)
+                if count < batch:
+                    break
+        finally:
+            cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, %s))", lock)
+    if removed:
+        audit_log_record(
+            organization=organization,
+            event=AuditEventType.AUDIT_LOG_PRUNED,
+            actor=None,
+            ip=None,
+            details={
+                "entries": removed,
+                "before": before.astimezone(UTC).isoformat(),
+                "retentionDays": retention_days,
+            },
+        )
+    return PruneOutcome(removed, busy=False)

@@ -25,6 +25,14 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     plan = models.CharField(max_length=4, choices=Plan.choices, default=Plan.FREE)
     created_at = models.DateTimeField(default=timezone.now)
+    audit_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Days audit entries are kept (prune_audit_logs); empty for the plan's default "
+            "(AUDIT_RETENTION_DAYS_PAID / _FREE), 0 to keep them forever."
+        ),
+    )
 
     class Meta:
         ordering = ("slug",)

@@ -246,6 +246,15 @@ AUDIT_SEAL_KEY = os.environ.get("AUDIT_SEAL_KEY", "")
 AUDIT_SEAL_KEY_FALLBACKS = env_list("AUDIT_SEAL_KEY_FALLBACKS", [])
 # Entries per checkpoint (at most).
 AUDIT_SEAL_BLOCK_ENTRIES = env_int("AUDIT_SEAL_BLOCK_ENTRIES", 10_000, minimum=1)
+# Retention (prune_audit_logs, README "Retention"): days audit entries are kept, per plan;
+# an organization's own setting (Organization.audit_retention_days) wins; 0 keeps forever.
+AUDIT_RETENTION_DAYS_PAID = env_int("AUDIT_RETENTION_DAYS_PAID", 365, minimum=0)
+AUDIT_RETENTION_DAYS_FREE = env_int("AUDIT_RETENTION_DAYS_FREE", 365, minimum=0)
+# The shortest period prune_audit_logs applies: an organization set shorter is skipped
+# with a warning (its setting is written by the application; this is the operator's).
+AUDIT_RETENTION_MIN_DAYS = env_int("AUDIT_RETENTION_MIN_DAYS", 30, minimum=1)
+# Entries removed per transaction (each batch holds its row locks that long).
+AUDIT_PRUNE_BATCH = env_int("AUDIT_PRUNE_BATCH", 5_000, minimum=1)
 # The in-browser IDE at GET /graphql/ (its page loads GraphiQL from a public CDN).
 GRAPHIQL = env_bool("GRAPHIQL", True)
 

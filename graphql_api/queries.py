@@ -223,6 +223,7 @@ class AuditLogQueries:
             verified_at=verification.verified_at if verification else None,
             last_verified_checkpoint=_checkpoint(found.verified_checkpoint),
             entries_verified=verification.entries if verification else 0,
+            entries_pruned=verification.pruned if verification else 0,
             entries_not_yet_sealed=verification.unsealed if verification else 0,
             problem=(verification.problem or None) if verification else None,
             newest_checkpoint=_checkpoint(found.newest_checkpoint),

@@ -242,6 +242,11 @@ class AuditLogIntegrity:
     entries_verified: int = strawberry.field(
         description="Sealed entries the latest verification found intact."
     )
+    entries_pruned: int = strawberry.field(
+        description=(
+            "Sealed entries the retention policy has removed since; they verify as pruned."
+        )
+    )
     entries_not_yet_sealed: int = strawberry.field(
         description=(
             "Entries recorded after the newest checkpoint at that verification: not "

@@ -1,6 +1,6 @@
 """The event vocabulary is the product's contract: pinned here, value by value."""
 
-from audit.events import EVENT_MAX_LENGTH, AuditEventType
+from audit.events import EVENT_MAX_LENGTH, RECORDED_BY_THE_AUDIT_LOG, AuditEventType
 from audit.models import AuditLog
 
 PRODUCT_EVENT_TYPES = {
@@ -10,11 +10,14 @@ PRODUCT_EVENT_TYPES = {
     "CREDENTIAL_CREATED", "CREDENTIAL_DELETED",
     "ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED",
 }  # fmt: skip
+# What the audit log records about itself (retention).
+OWN_EVENT_TYPES = {"AUDIT_LOG_PRUNED"}
 
 
-def test_vocabulary_is_exactly_the_products_seventeen_types() -> None:
-    assert set(AuditEventType.values) == PRODUCT_EVENT_TYPES
-    assert len(AuditEventType.values) == 17
+def test_vocabulary_is_the_products_seventeen_types_and_the_logs_own() -> None:
+    assert len(PRODUCT_EVENT_TYPES) == 17
+    assert set(AuditEventType.values) == PRODUCT_EVENT_TYPES | OWN_EVENT_TYPES
+    assert RECORDED_BY_THE_AUDIT_LOG == OWN_EVENT_TYPES
 
 
 def test_every_type_has_a_description() -> None:
@@ -26,4 +29,4 @@ def test_column_fits_every_value_and_the_model_uses_the_vocabulary() -> None:
     assert max(len(v) for v in AuditEventType.values) <= EVENT_MAX_LENGTH
     field = AuditLog._meta.get_field("event")
     assert field.max_length == EVENT_MAX_LENGTH
-    assert {value for value, _ in field.choices} == PRODUCT_EVENT_TYPES  # type: ignore[misc,union-attr]
+    assert {value for value, _ in field.choices} == PRODUCT_EVENT_TYPES | OWN_EVENT_TYPES  # type: ignore[misc,union-attr]

@@ -38,6 +38,8 @@ class Command(BaseCommand):
                 f"{outcome.entries:,} sealed entries in {outcome.checkpoints:,} checkpoint(s), "
                 f"{through}; {outcome.unsealed:,} not yet sealed"
             )
+            if outcome.pruned:
+                summary += f"; {outcome.pruned:,} sealed entries removed by retention (pruned)"
             if outcome.ok:
                 self.stdout.write(f"{org.slug}: OK: {summary}")
             else:
