@@ -22,7 +22,7 @@ from core.models import ApiToken, Organization, Role, User
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ("slug", "name", "plan", "created_at")
+    list_display = ("slug", "name", "plan", "audit_retention_days", "created_at")
     list_filter = ("plan",)
     search_fields = ("slug", "name")
 
@@ -30,7 +30,12 @@ class OrganizationAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        created = services.organization_create(slug=obj.slug, name=obj.name, plan=obj.plan)
+        created = services.organization_create(
+            slug=obj.slug,
+            name=obj.name,
+            plan=obj.plan,
+            audit_retention_days=obj.audit_retention_days,
+        )
         obj.pk = created.pk
         obj._state.adding = False
 

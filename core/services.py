@@ -39,7 +39,9 @@ TOKEN_PREFIX = "alog_"  # noqa: S105 - a marker, not a secret
 
 
 @transaction.atomic
-def organization_create(*, slug: str, name: str, plan: str) -> Organization:
+def organization_create(
+    *, slug: str, name: str, plan: str, audit_retention_days: int | None = None
+) -> Organization:
     """Register an organization with its Administrator and Member roles."""
     validate_slug(slug)
     plan = plan.upper()
@@ -49,7 +51,12 @@ def organization_create(*, slug: str, name: str, plan: str) -> Organization:
         raise ValidationError(f"an organization with slug {slug!r} already exists")
     try:
         with transaction.atomic():
-            organization = Organization.objects.create(slug=slug, name=name or slug, plan=plan)
+            organization = Organization.objects.create(
+                slug=slug,
+                name=name or slug,
+                plan=plan,
+                audit_retention_days=audit_retention_days,
+            )
     except IntegrityError:  # created concurrently
         raise ValidationError(f"an organization with slug {slug!r} already exists") from None
     Role.objects.create(

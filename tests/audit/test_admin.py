@@ -131,3 +131,21 @@ def test_user_changes_in_the_admin_are_audited(
         ).count()
         == 1
     )
+
+
+def test_an_operator_sets_an_organizations_retention_in_the_admin(
+    client: Client, operator: User
+) -> None:
+    client.force_login(operator)
+    form = {"slug": "kept", "name": "Kept Ltd", "plan": "PAID", "created_at_0": "2026-01-01",
+            "created_at_1": "00:00:00", "audit_retention_days": "730"}  # fmt: skip
+    response = client.post("/admin/core/organization/add/", form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    created = Organization.objects.get(slug="kept")
+    assert created.audit_retention_days == 730
+    assert created.roles.count() == 2  # created through the service, with its roles
+    form["audit_retention_days"] = "0"
+    response = client.post(f"/admin/core/organization/{created.pk}/change/", form)
+    assert response.status_code == 302
+    created.refresh_from_db()
+    assert created.audit_retention_days == 0
