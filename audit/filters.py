@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
@@ -17,6 +17,11 @@ from audit.models import AuditActorEmail
 from core.models import Organization
 
 USER_EMAIL_MAX_LENGTH = 254
+
+
+# Filter bounds are clamped to these (entries carry ENTRY_TIME_MIN to ENTRY_TIME_MAX).
+FILTER_TIME_MIN = datetime(2, 1, 1, tzinfo=UTC)
+FILTER_TIME_MAX = datetime(9998, 12, 31, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,12 @@ class AuditLogFilter:
         email = user_email.strip() if user_email is not None else None
         if time_from is not None and time_to is not None and time_from > time_to:
             raise ValueError("from must not be after to")
+        # Bounds beyond any entry's time mean the same as none, and arithmetic near the
+        # ends of the calendar (UTC offsets, hour and day buckets) would overflow.
+        if time_from is not None:
+            time_from = min(max(time_from, FILTER_TIME_MIN), FILTER_TIME_MAX)
+        if time_to is not None:
+            time_to = min(max(time_to, FILTER_TIME_MIN), FILTER_TIME_MAX)
         return cls(
             event_types=frozenset(chosen) if chosen is not None else None,
             user_email=email or None,

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from audit.events import AuditEventType
+from audit.models import ENTRY_TIME_MAX, ENTRY_TIME_MIN
 from audit.services import AuditEntryDraft
 from core.client_ip import normalized_ip
 
@@ -130,6 +131,11 @@ def _time(data: dict[str, Any], n: int) -> datetime:
     if value.tzinfo is None:
         raise ImportLineError(
             n, f"time {raw!r} has no timezone (add Z or an offset such as +02:00)"
+        )
+    if not ENTRY_TIME_MIN <= value < ENTRY_TIME_MAX:
+        raise ImportLineError(
+            n,
+            f"time {raw!r} is outside {ENTRY_TIME_MIN.isoformat()} to {ENTRY_TIME_MAX.isoformat()}",
         )
     return value
 

@@ -25,6 +25,7 @@ instead of testing the email of every entry.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from django.db import models
@@ -35,6 +36,11 @@ from django.utils import timezone
 from audit.events import EVENT_MAX_LENGTH, AuditEventType
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 200
+# The times an entry may carry (recordAuditEvents and imports check them). PostgreSQL and
+# Python both end at years 1 and 9999, and arithmetic near those ends (UTC offsets, hour
+# and day buckets) overflows; an audit event from before 1900 is a mistake anyway.
+ENTRY_TIME_MIN = datetime(1900, 1, 1, tzinfo=UTC)
+ENTRY_TIME_MAX = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 class TransactionIdField(models.Field):  # type: ignore[type-arg]

@@ -36,7 +36,13 @@ from django.utils import timezone
 from audit import integrity
 from audit.context import audit_context_get
 from audit.events import RECORDED_BY_THE_AUDIT_LOG, AuditEventType
-from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH, AuditLog, AuditSeal, AuditVerification
+from audit.models import (
+    ENTRY_TIME_MIN,
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    AuditLog,
+    AuditSeal,
+    AuditVerification,
+)
 from core.client_ip import normalized_ip, parse_ip
 from core.models import Organization, User
 from core.roles import OWNER_ALIAS
@@ -353,7 +359,9 @@ def _checked(
     moment = now
     if submission.time is not None:
         moment = submission.time if submission.time.tzinfo else submission.time.replace(tzinfo=UTC)
-        if moment > now + FUTURE_TOLERANCE:
+        if moment < ENTRY_TIME_MIN:
+            problem("time", f"must not be before {ENTRY_TIME_MIN.isoformat()}")
+        elif moment > now + FUTURE_TOLERANCE:
             problem(
                 "time",
                 f"is more than {int(FUTURE_TOLERANCE.total_seconds() // 60)} minutes in the "

@@ -100,7 +100,7 @@ def database_restore(path: Path, database: str, *, alias: str = OWNER_ALIAS) -> 
         _libpq_environment(settings_dict, database),
     )  # fmt: skip
     params = {**libpq_parameters(alias), "dbname": database}
-    with psycopg.connect(**params, autocommit=True) as restored:
+    with psycopg.connect(**params, autocommit=True) as restored, restored.transaction():
         grant_app_role(
             restored.execute,
             lambda: str(restored.execute("SELECT current_schema()").fetchone()[0]),  # type: ignore[index]

@@ -82,7 +82,8 @@ def app_role_grants(role: str, schema: str) -> list[str]:
 
 
 def grant_app_role(execute: Callable[[str], Any], fetch_schema: Callable[[], str]) -> None:
-    """Run the grants through the owner's connection (``execute`` one statement)."""
+    """Run the grants through the owner's connection (``execute`` one statement), inside
+    one transaction of the caller's."""
     role = app_role_name()
     if role is None:
         return
@@ -92,11 +93,14 @@ def grant_app_role(execute: Callable[[str], Any], fetch_schema: Callable[[], str
 
 def grant_app_role_after_migrate(**kwargs: Any) -> None:
     """A ``post_migrate`` receiver (sent once per app, after every migration has run)."""
-    from django.db import connections
+    from django.db import connections, transaction
 
     if kwargs.get("app_config") is None or kwargs["app_config"].label != "audit":
         return
-    with connections[kwargs.get("using", OWNER_ALIAS)].cursor() as cursor:
+    using = kwargs.get("using", OWNER_ALIAS)
+    # One transaction: a running server never sees its privileges revoked but not yet
+    # granted again.
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
 
         def schema() -> str:
             cursor.execute("SELECT current_schema()")

@@ -69,6 +69,8 @@ def test_import_keeps_file_order_and_resolves_members(
         ),
         ('{"event": "USER_LOGIN", "time": "yesterday"}', "invalid time"),
         ('{"event": "USER_LOGIN", "time": "2026-01-01T00:00:00"}', "no timezone"),
+        ('{"event": "USER_LOGIN", "time": "0001-01-01T00:00:00+14:00"}', "is outside 1900"),
+        ('{"event": "USER_LOGIN", "time": "9999-12-31T23:59:59-14:00"}', "is outside 1900"),
         ('{"event": "USER_LOGIN"}', "missing field 'time'"),
         (
             '{"event": "USER_LOGIN", "time": "2026-01-01T00:00:00Z", "details": [1]}',

@@ -84,13 +84,15 @@ def fuzz(operation: Any, token: str, calls: dict[str, int]) -> None:
 
 
 def check_response(status: int, text: str, sent: str) -> None:
-    assert status < 500, text
+    # Every message names the request (schemathesis's case does not print its body).
+    request = f"\nsent: {sent[:4000]}\ngot: {text[:4000]}"
+    assert status < 500, request
     # What the client sent may come back in a message (a bad value is quoted); anything
     # else that looks like code, a trace or SQL came from the server.
-    assert not any(leak in text and leak not in sent for leak in LEAKS), text
+    assert not any(leak in text and leak not in sent for leak in LEAKS), request
     body = json.loads(text)
     for error in body.get("errors") or []:
-        assert error.get("extensions", {}).get("code"), error
-        assert error["extensions"]["code"] != "INTERNAL_SERVER_ERROR", error
+        assert error.get("extensions", {}).get("code"), request
+        assert error["extensions"]["code"] != "INTERNAL_SERVER_ERROR", request
     if status != 200:
-        assert body.get("errors"), body
+        assert body.get("errors"), request

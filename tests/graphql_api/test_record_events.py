@@ -154,6 +154,9 @@ def test_any_invalid_event_refuses_the_whole_batch_naming_each(
         event("k" * 201),
         event("ok-8", userEmail="x" * 255),
         event("ok-9", ip="10.0.0.1"),
+        # Before 1900 once in UTC (this one is year 0 there, which PostgreSQL refuses).
+        event("ok-10", time="0001-01-01T00:00:00+14:00"),
+        event("AUDIT_LOG_PRUNED", event="AUDIT_LOG_PRUNED"),
     ]
     body = writer.post(RECORD, {"events": events})
     assert body["data"] is None
@@ -166,10 +169,14 @@ def test_any_invalid_event_refuses_the_whole_batch_naming_each(
         (6, "details"),
         (7, "idempotencyKey"),
         (8, "userEmail"),
+        (10, "time"),
+        (11, "event"),
     }
     message = body["errors"][0]["message"]
-    assert "events[1].ip" in message and "8 problem(s)" in message
-    assert body["errors"][0]["extensions"]["problemCount"] == 8
+    assert "events[1].ip" in message and "10 problem(s)" in message
+    reserved = [p for p in body["errors"][0]["extensions"]["problems"] if p["index"] == 11]
+    assert "recorded by the audit log itself" in reserved[0]["message"]
+    assert body["errors"][0]["extensions"]["problemCount"] == 10
     assert not ingested(admin.organization).exists()
     rollup_total = sum(
         AuditCountDay.objects.filter(organization=admin.organization).values_list("n", flat=True)
