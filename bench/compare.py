@@ -1,0 +1,95 @@
+"""Is a change in the figures the code or the machine? ``python -m bench.compare REV``
+(after ``make bench`` has built its database) serves the code of git revision REV and the
+working tree in turn, with the same Python environment and the same bench database, and
+measures S0 and S1 of bench/shapes.py with wrk: 1 client and 8, 5 s each, each tree
+``BENCH_COMPARE_ROUNDS`` times (2), alternated so that drift of the machine falls on both.
+
+REV must need the same installed packages (requirements.lock) and read the current
+schema (later migrations may add tables and columns, not take any away). Prints one line
+per round; docs/PERFORMANCE.md quotes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main(revision: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.__main__ import _free_port, _wait_for, bench_database_urls, wrk
+
+    bench_url, _, _server = bench_database_urls()
+    os.environ.update(
+        {
+            "DATABASE_URL": bench_url,
+            "DEBUG": "0",
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-secret"),
+            "DJANGO_SETTINGS_MODULE": "core.settings",
+            # As make bench runs the current code: the limiter on, out of reach.
+            "RATE_LIMIT_PER_TOKEN": "1000000000",
+            "RATE_LIMIT_PER_ADDRESS": "1000000000",
+        }
+    )
+    import django
+
+    django.setup()
+    from bench.dataset import bench_organization
+    from bench.shapes import QUERY_PAGE
+    from core.database import close_all_connections
+    from core.services import api_token_create
+
+    _, admin = bench_organization(1_000_000, seed=0)
+    token = api_token_create(user=admin, name="bench-compare")[1]
+    close_all_connections()
+    s0 = json.dumps({"query": "{ __typename }"})
+    s1 = json.dumps({"query": QUERY_PAGE, "variables": {}})
+    rounds = int(os.environ.get("BENCH_COMPARE_ROUNDS", "2"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        other = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(other), revision],
+            cwd=ROOT,
+            check=True,
+        )
+        try:
+            trees = {revision: other, "working tree": ROOT}
+            for label in list(trees) * rounds:
+                port = _free_port()
+                server = subprocess.Popen(
+                    [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2"],
+                    cwd=trees[label],
+                    env={**os.environ, "LOG_LEVEL": "warning"},
+                    stdout=subprocess.DEVNULL,
+                )
+                try:
+                    _wait_for(port, server)
+                    url = f"http://127.0.0.1:{port}/graphql/"
+                    wrk(url, s1, token, 1, 2)  # warm up
+                    a, b = wrk(url, s0, token, 1, 5), wrk(url, s1, token, 1, 5)
+                    c = wrk(url, s1, token, 8, 5)
+                    print(
+                        f"{label}: S0 p50 {a['p50_ms']:.2f} ms; S1 p50 {b['p50_ms']:.2f} ms, "
+                        f"{b['rps']:,.0f} req/s with 1 client, {c['rps']:,.0f} with 8",
+                        flush=True,
+                    )
+                finally:
+                    server.terminate()
+                    server.wait(60)
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False
+            )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m bench.compare REV")
+    main(sys.argv[1])
