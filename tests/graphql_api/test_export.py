@@ -192,3 +192,17 @@ def test_a_failure_after_the_file_started_does_not_end_it_cleanly(
     assert response.status_code == 200
     with pytest.raises(OperationalError):
         async_to_sync(_body)(response)
+
+
+def test_exports_count_against_the_rate_limits(
+    admin: User, token_for: Callable[[User], str], settings: Any
+) -> None:
+    settings.RATE_LIMIT_PER_ADDRESS = 2
+    # An address of its own: other tests' requests count against 127.0.0.1.
+    client = Client(REMOTE_ADDR="198.51.100.77")
+    headers = {"Authorization": f"Bearer {token_for(admin)}"}
+    for _ in range(2):
+        assert client.get(URL + "?format=jsonl", headers=headers).status_code == 200
+    refused = client.get(URL + "?format=jsonl", headers=headers)
+    assert _error(refused)[:2] == (429, "RATE_LIMITED")
+    assert int(refused["Retry-After"]) >= 1
