@@ -206,17 +206,18 @@ def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> Integrit
     from audit.models import AuditSeal
 
     organization_id = report.organization_id
+    # A few checkpoints at a time (each holds up to 48 bytes per entry).
     seals = (
         AuditSeal.objects.filter(organization_id=organization_id)
         .order_by("sequence")
-        .values_list("id", "sequence", flat=False)
+        .iterator(chunk_size=8)
     )
     # Sealed entries older than this may be missing: retention removed them (audit_prune).
     pruned_before = _pruned_before_us(organization_id)
     head = ZERO_HEAD
     pending = next(entries, None)
-    for expected, (seal_id, sequence) in enumerate(list(seals), start=1):
-        seal = AuditSeal.objects.get(pk=seal_id)
+    for expected, seal in enumerate(seals, start=1):
+        sequence = seal.sequence
         records = bytes(seal.records)
         where = f"checkpoint {sequence}"
         if sequence != expected:

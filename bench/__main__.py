@@ -29,6 +29,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -437,6 +439,51 @@ def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
         except OSError:
             time.sleep(0.2)
     raise SystemExit("the server did not start within 60s")
+
+
+def bench_reader_token(name: str) -> str:
+    """For the side studies (bench.limiter, bench.compare): point this process at the bench
+    database with production settings, and return a new API token of the 1M organization's
+    administrator."""
+    bench_url, _, _server = bench_database_urls()  # the embedded server is held until exit
+    os.environ.update(
+        {
+            "DATABASE_URL": bench_url,
+            "DEBUG": "0",
+            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-secret"),
+            "DJANGO_SETTINGS_MODULE": "core.settings",
+        }
+    )
+    import django
+
+    django.setup()
+    from bench.dataset import bench_organization
+    from core.database import close_all_connections
+    from core.services import api_token_create
+
+    _, admin = bench_organization(1_000_000, seed=0)
+    token = api_token_create(user=admin, name=name)[1]
+    close_all_connections()
+    return token
+
+
+@contextmanager
+def serving(cwd: Path, env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """``manage.py serve`` of the tree at ``cwd`` with ``env`` on a free port; its
+    /graphql/ URL until the block ends."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=cwd,
+        env={**env, "LOG_LEVEL": "warning"},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(port, server)
+        yield f"http://127.0.0.1:{port}/graphql/"
+    finally:
+        server.terminate()
+        server.wait(60)
 
 
 if __name__ == "__main__":

@@ -23,31 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(revision: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from bench.__main__ import _free_port, _wait_for, bench_database_urls, wrk
-
-    bench_url, _, _server = bench_database_urls()
-    os.environ.update(
-        {
-            "DATABASE_URL": bench_url,
-            "DEBUG": "0",
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-secret"),
-            "DJANGO_SETTINGS_MODULE": "core.settings",
-            # As make bench runs the current code: the limiter on, out of reach.
-            "RATE_LIMIT_PER_TOKEN": "1000000000",
-            "RATE_LIMIT_PER_ADDRESS": "1000000000",
-        }
-    )
-    import django
-
-    django.setup()
-    from bench.dataset import bench_organization
+    from bench.__main__ import bench_reader_token, serving, wrk
     from bench.shapes import QUERY_PAGE
-    from core.database import close_all_connections
-    from core.services import api_token_create
 
-    _, admin = bench_organization(1_000_000, seed=0)
-    token = api_token_create(user=admin, name="bench-compare")[1]
-    close_all_connections()
+    token = bench_reader_token("bench-compare")
+    # As make bench runs the current code: the limiter on, out of reach.
+    env = {**os.environ, "RATE_LIMIT_PER_TOKEN": "1000000000"}
+    env["RATE_LIMIT_PER_ADDRESS"] = "1000000000"
     s0 = json.dumps({"query": "{ __typename }"})
     s1 = json.dumps({"query": QUERY_PAGE, "variables": {}})
     rounds = int(os.environ.get("BENCH_COMPARE_ROUNDS", "2"))
@@ -62,16 +44,7 @@ def main(revision: str) -> None:
         try:
             trees = {revision: other, "working tree": ROOT}
             for label in list(trees) * rounds:
-                port = _free_port()
-                server = subprocess.Popen(
-                    [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", "2"],
-                    cwd=trees[label],
-                    env={**os.environ, "LOG_LEVEL": "warning"},
-                    stdout=subprocess.DEVNULL,
-                )
-                try:
-                    _wait_for(port, server)
-                    url = f"http://127.0.0.1:{port}/graphql/"
+                with serving(trees[label], env) as url:
                     wrk(url, s1, token, 1, 2)  # warm up
                     a, b = wrk(url, s0, token, 1, 5), wrk(url, s1, token, 1, 5)
                     c = wrk(url, s1, token, 8, 5)
@@ -80,9 +53,6 @@ def main(revision: str) -> None:
                         f"{b['rps']:,.0f} req/s with 1 client, {c['rps']:,.0f} with 8",
                         flush=True,
                     )
-                finally:
-                    server.terminate()
-                    server.wait(60)
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False

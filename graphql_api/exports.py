@@ -6,9 +6,10 @@ or repeated), ``userEmail``, ``from``, ``to`` (ISO 8601; a time without an offse
 with the meaning they have in ``auditLogs``. The same credentials, the same readers and
 the same codes as the GraphQL API; a refusal is an HTTP status with a JSON body of the
 GraphQL error shape: 401 ``UNAUTHENTICATED``, 403 ``FORBIDDEN`` or ``PAID_PLAN_REQUIRED``,
-400 ``BAD_USER_INPUT``, 429 ``RATE_LIMITED``, 503 ``SERVICE_UNAVAILABLE``. Once the file
-has started, a failure cuts the connection before the end of the chunked body: clients
-see an incomplete transfer, never a short file that looks whole.
+400 ``BAD_USER_INPUT`` (405 for a method other than GET), 429 ``RATE_LIMITED``, 503
+``SERVICE_UNAVAILABLE``. Once the file has started, a failure cuts the connection before
+the end of the chunked body: clients see an incomplete transfer, never a short file that
+looks whole.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from audit.selectors import ExportRow
 from core.models import Organization
 from core.predicates import organization_is_paid, user_is_org_admin
 from graphql_api.context import resolve_caller
-from graphql_api.errors import INTERNAL_ERROR_MESSAGE, ErrorCode, database_failure
+from graphql_api.errors import ErrorCode, database_failure
 from graphql_api.permissions import PAID_ADMINS_ONLY_MESSAGE, SIGN_IN_MESSAGE
-from graphql_api.views import error_response, rate_limited
+from graphql_api.views import error_response, failure_response, rate_limited
 
 logger = logging.getLogger("graphql_api.exports")
 
@@ -84,11 +85,7 @@ async def export_view(request: HttpRequest) -> HttpResponseBase:
         except exporting.BadParameter as error:
             return error_response(400, ErrorCode.BAD_USER_INPUT, f"{error}.")
     except Exception as error:
-        database = database_failure(error)
-        if database is not None:
-            return error_response(503, *database)
-        logger.exception("Unexpected error serving %s", request.path)
-        return error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+        return failure_response(request, error)
     response = StreamingHttpResponse(
         _content(organization, filters, fmt), content_type=exporting.CONTENT_TYPES[fmt]
     )

@@ -82,6 +82,18 @@ def error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
     )
 
 
+def failure_response(request: HttpRequest, error: Exception) -> HttpResponse:
+    """An error nothing else handled, before any response was started: 503 with a coded
+    body for a database failure, else 500 ``INTERNAL_SERVER_ERROR``, logged with its
+    traceback; never the details."""
+    database = database_failure(error)
+    if database is not None:
+        logger.warning("Database failure serving %s: %s", request.path, type(error).__name__)
+        return error_response(503, *database)
+    logger.exception("Unexpected error serving %s %s", request.method, request.path)
+    return error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+
+
 def rate_limit_refusal(meta: Mapping[str, Any]) -> tuple[dict[str, Any], int] | None:
     """Count a request (its headers as ``META``) against its token's and its address's
     limits (core/rate_limit.py): the error body and the retry hint in seconds when it is
@@ -155,14 +167,7 @@ class AuditGraphQLView(AsyncGraphQLView):
                 f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.",
             )
         except Exception as error:
-            database = database_failure(error)
-            if database is not None:
-                logger.warning(
-                    "Database failure serving %s: %s", request.path, type(error).__name__
-                )
-                return error_response(503, *database)
-            logger.exception("Unexpected error serving %s %s", request.method, request.path)
-            return error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
+            return failure_response(request, error)
 
     async def process_result(
         self, request: HttpRequest, result: ExecutionResult

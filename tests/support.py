@@ -41,6 +41,27 @@ def database_url(settings_dict: dict[str, Any], name: str | None = None) -> str:
     )
 
 
+# --- tampering, as an attacker with the owner's access would --------------------------------
+
+
+def as_database_owner(
+    *statements: tuple[str, list[Any]], table: str = "audit_log", trigger_off: bool = True
+) -> None:
+    """Run ``statements`` as the database owner, in one transaction, with the table's
+    append-only trigger off: what an attacker with write access to the database could do.
+    (Inserts need not turn it off.) The test must be TRANSACTIONAL."""
+    from django.db import connections, transaction
+
+    trigger = {"audit_log": "audit_log_append_only", "audit_seal": "audit_seal_append_only"}
+    with transaction.atomic(using=OWNER_ALIAS), connections[OWNER_ALIAS].cursor() as cursor:
+        if trigger_off:
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger[table]}")
+        for sql, params in statements:
+            cursor.execute(sql, params)
+        if trigger_off:
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger[table]}")
+
+
 # --- query plans ----------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from audit.services import (
 from core.models import Organization, User
 from core.roles import OWNER_ALIAS
 from core.services import user_delete
-from tests.support import TRANSACTIONAL
+from tests.support import TRANSACTIONAL, as_database_owner
 
 pytestmark = TRANSACTIONAL
 
@@ -43,22 +43,6 @@ def _record(org: Organization, n: int, **kw: Any) -> list[AuditLog]:
         )
         for i in range(n)
     ]
-
-
-def _as_owner(
-    *statements: tuple[str, list[Any]], table: str = "audit_log", trigger_off: bool = True
-) -> None:
-    """Run ``statements`` as the database owner with the table's append-only trigger off:
-    what an attacker with write access to the database could do. (Inserts need not turn
-    it off.)"""
-    trigger = {"audit_log": "audit_log_append_only", "audit_seal": "audit_seal_append_only"}
-    with transaction.atomic(using=OWNER_ALIAS), connections[OWNER_ALIAS].cursor() as cursor:
-        if trigger_off:
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger[table]}")
-        for sql, params in statements:
-            cursor.execute(sql, params)
-        if trigger_off:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger[table]}")
 
 
 @pytest.fixture
@@ -116,7 +100,7 @@ def test_clearing_the_actor_of_a_deleted_account_still_verifies(
 def test_entries_that_predate_the_stream_are_sealed_first(paid_org: Organization) -> None:
     _record(paid_org, 2)
     # Entries recorded before the live stream existed have no stream position.
-    _as_owner(
+    as_database_owner(
         (
             "INSERT INTO audit_log (organization_id, event, details, time) "
             "SELECT %s, 'USER_LOGIN', '{}', now() - interval '1 day' FROM generate_series(1, 9)",
@@ -124,7 +108,7 @@ def test_entries_that_predate_the_stream_are_sealed_first(paid_org: Organization
         ),
         trigger_off=False,
     )
-    _as_owner(("UPDATE audit_log SET stream_txid = NULL WHERE event = 'USER_LOGIN'", []))
+    as_database_owner(("UPDATE audit_log SET stream_txid = NULL WHERE event = 'USER_LOGIN'", []))
     assert audit_log_seal(organization=paid_org, block=4).entries == 1 + 11
     seals = list(AuditSeal.objects.filter(organization=paid_org).order_by("sequence"))
     assert seals[0].last_stream_txid is None and seals[-1].last_stream_txid is not None
@@ -135,7 +119,7 @@ def test_entries_that_predate_the_stream_are_sealed_first(paid_org: Organization
 def test_an_altered_entry_is_named(sealed: tuple[Organization, list[AuditLog]]) -> None:
     org, entries = sealed
     victim = entries[9]
-    _as_owner(("UPDATE audit_log SET ip = '10.0.0.1' WHERE id = %s", [victim.pk]))
+    as_database_owner(("UPDATE audit_log SET ip = '10.0.0.1' WHERE id = %s", [victim.pk]))
     outcome = _problem(org)
     assert outcome.problem_entry_id == victim.pk
     assert f"entry {victim.pk} was altered" in outcome.problem
@@ -145,7 +129,7 @@ def test_an_altered_entry_is_named(sealed: tuple[Organization, list[AuditLog]]) 
 def test_a_deleted_entry_is_named(sealed: tuple[Organization, list[AuditLog]]) -> None:
     org, entries = sealed
     victim = entries[15]
-    _as_owner(("DELETE FROM audit_log WHERE id = %s", [victim.pk]))
+    as_database_owner(("DELETE FROM audit_log WHERE id = %s", [victim.pk]))
     outcome = _problem(org)
     assert outcome.problem_entry_id == victim.pk
     assert f"entry {victim.pk} is missing" in outcome.problem
@@ -156,7 +140,7 @@ def test_a_forged_entry_among_sealed_ones_is_named(
 ) -> None:
     org, entries = sealed
     anchor = entries[4]
-    _as_owner(
+    as_database_owner(
         (
             "INSERT INTO audit_log (organization_id, event, details, time, stream_txid) "
             "VALUES (%s, 'USER_DELETED', '{}', %s, %s::text::xid8)",
@@ -174,7 +158,7 @@ def test_reordered_entries_are_named(sealed: tuple[Organization, list[AuditLog]]
     org, entries = sealed
     first, second = entries[3], entries[12]
     swap = "UPDATE audit_log SET stream_txid = %s::text::xid8 WHERE id = %s"
-    _as_owner(
+    as_database_owner(
         (swap, [str(second.stream_txid), first.pk]), (swap, [str(first.stream_txid), second.pk])
     )
     outcome = _problem(org)
@@ -192,7 +176,7 @@ def test_recomputed_digests_are_caught_by_the_signature(
 
     org, entries = sealed
     victim = entries[2]
-    _as_owner(("UPDATE audit_log SET details = '{\"n\": 99}' WHERE id = %s", [victim.pk]))
+    as_database_owner(("UPDATE audit_log SET details = '{\"n\": 99}' WHERE id = %s", [victim.pk]))
     seal = AuditSeal.objects.get(organization=org, sequence=1)
     records = [integrity.RECORD.unpack(r) for r in _chunks(bytes(seal.records))]
     with connections["default"].cursor() as cursor:
@@ -204,7 +188,7 @@ def test_recomputed_digests_are_caught_by_the_signature(
         integrity.RECORD.pack(i, t, new_digest if i == victim.pk else d) for i, t, d in records
     )
     head = integrity.next_head(integrity.ZERO_HEAD, forged)
-    _as_owner(
+    as_database_owner(
         ("UPDATE audit_seal SET records = %s, head = %s WHERE id = %s", [forged, head, seal.pk]),
         table="audit_seal",
     )
@@ -287,7 +271,7 @@ def test_the_commands_report_and_exit_non_zero_on_a_problem(
     call_command("verify_audit_log", stdout=out)
     assert f"{org.slug}: OK: 23 sealed entries in 4 checkpoint(s)" in out.getvalue()
 
-    _as_owner(("DELETE FROM audit_log WHERE id = %s", [entries[0].pk]))
+    as_database_owner(("DELETE FROM audit_log WHERE id = %s", [entries[0].pk]))
     out = io.StringIO()
     with pytest.raises(CommandError, match=f"verification failed for {org.slug}"):
         call_command("verify_audit_log", "--org", org.slug, stdout=out)

@@ -30,7 +30,7 @@ from audit.services import (
 from core.backups import libpq_parameters
 from core.models import Organization
 from core.roles import OWNER_ALIAS, app_role_name
-from tests.support import TRANSACTIONAL
+from tests.support import TRANSACTIONAL, as_database_owner
 
 pytestmark = TRANSACTIONAL
 
@@ -136,10 +136,7 @@ def test_the_chain_verifies_with_pruned_entries_and_still_catches_tampering(
     assert (outcome.pruned, outcome.unsealed) == (20, 1)  # the AUDIT_LOG_PRUNED entry
 
     newer = AuditLog.objects.filter(organization=paid_org, time__gte=before).order_by("time")[0]
-    with transaction.atomic(using=OWNER_ALIAS), connections[OWNER_ALIAS].cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-        cursor.execute("DELETE FROM audit_log WHERE id = %s", [newer.pk])
-        cursor.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    as_database_owner(("DELETE FROM audit_log WHERE id = %s", [newer.pk]))
     outcome = audit_log_verify(organization=paid_org)
     assert not outcome.ok and outcome.problem_entry_id == newer.pk
 

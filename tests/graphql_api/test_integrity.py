@@ -7,14 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connections, transaction
 
 from audit.events import AuditEventType as E
 from audit.services import audit_log_record, audit_log_seal, audit_log_verify
 from core.models import Organization, User
-from core.roles import OWNER_ALIAS
 from tests.graphql_api.conftest import GraphQLClient, data_of, error_codes
-from tests.support import TRANSACTIONAL
+from tests.support import TRANSACTIONAL, as_database_owner
 
 pytestmark = TRANSACTIONAL
 
@@ -55,10 +53,7 @@ def test_it_reports_never_verified_then_verified_then_failed(
     assert checkpoint["sequence"] == found["newestCheckpoint"]["sequence"] == -(-total // 3)
     assert checkpoint["entries"] == total - 3 * (checkpoint["sequence"] - 1)
 
-    with transaction.atomic(using=OWNER_ALIAS), connections[OWNER_ALIAS].cursor() as cursor:
-        cursor.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only")
-        cursor.execute("DELETE FROM audit_log WHERE id = %s", [entries[-1].pk])
-        cursor.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_append_only")
+    as_database_owner(("DELETE FROM audit_log WHERE id = %s", [entries[-1].pk]))
     audit_log_verify(organization=org)
     found = _integrity(gql, token)
     assert found["status"] == "FAILED"

@@ -17,7 +17,7 @@ from django.http import QueryDict
 
 from audit import exporting
 from audit.selectors import audit_log_count
-from core.management.organizations import organizations_named
+from core.management.organizations import organization_named
 from core.progress import ProgressBar
 
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        (org,) = organizations_named(options["slug"])
+        org = organization_named(options["slug"])
         # The options as the HTTP endpoint's query string, so that one parser checks both.
         query = QueryDict(mutable=True)
         query["format"] = options["format"]

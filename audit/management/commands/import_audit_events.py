@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from audit.importing import InvalidLines, iter_drafts
 from audit.services import audit_log_bulk_create
 from core.database import without_statement_timeout
-from core.models import Organization
+from core.management.organizations import organization_named
 from core.progress import ProgressBar
 
 
@@ -31,10 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path, help="JSONL file, one event object per line.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            org = Organization.objects.get(slug=options["slug"])
-        except Organization.DoesNotExist:
-            raise CommandError(f"no organization with slug {options['slug']!r}") from None
+        org = organization_named(options["slug"])
         path: Path = options["file"]
         if not path.is_file():
             raise CommandError(f"{path}: no such file")

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from core.models import Organization
+from core.management.organizations import organization_named
 from core.services import user_create
 
 
@@ -22,10 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="Display name.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            org = Organization.objects.get(slug=options["org"])
-        except Organization.DoesNotExist:
-            raise CommandError(f"no organization with slug {options['org']!r}") from None
+        org = organization_named(options["org"])
         try:
             user = user_create(
                 organization=org,
