@@ -26,6 +26,7 @@ from typing import Any
 from audit.events import AuditEventType
 from audit.filters import AuditLogFilter
 from audit.selectors import AuditLogPosition, ExportRow, audit_log_export_batch
+from audit.storable import text_problem
 from core.models import Organization
 
 FORMATS = ("csv", "jsonl")
@@ -60,6 +61,10 @@ def parse_parameters(query: Any) -> tuple[str, AuditLogFilter]:
             f"unknown parameter(s): {', '.join(sorted(unknown))}; allowed: "
             f"{', '.join(sorted(PARAMETERS))}"
         )
+    for name, values in query.lists():
+        for value in values:
+            if (unstorable := text_problem(value)) is not None:
+                raise BadParameter(f"{name} {unstorable}")
     fmt = query.get("format") or "csv"
     if fmt not in FORMATS:
         raise BadParameter(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")

@@ -14,6 +14,7 @@ from django.db.models import Q, QuerySet
 
 from audit.events import AuditEventType
 from audit.models import AuditActorEmail
+from audit.storable import as_utc, text_problem
 from core.models import Organization
 
 USER_EMAIL_MAX_LENGTH = 254
@@ -56,15 +57,18 @@ class AuditLogFilter:
                 chosen.add(AuditEventType(event_type))
         if user_email is not None and len(user_email) > USER_EMAIL_MAX_LENGTH:
             raise ValueError(f"userEmail must be at most {USER_EMAIL_MAX_LENGTH} characters")
+        if user_email is not None and (unstorable := text_problem(user_email)) is not None:
+            raise ValueError(f"userEmail {unstorable}")
         email = user_email.strip() if user_email is not None else None
         if time_from is not None and time_to is not None and time_from > time_to:
             raise ValueError("from must not be after to")
         # Bounds beyond any entry's time mean the same as none, and arithmetic near the
-        # ends of the calendar (UTC offsets, hour and day buckets) would overflow.
+        # ends of the calendar (UTC offsets, hour and day buckets) would overflow. Then
+        # UTC: PostgreSQL refuses offsets beyond +-15:59, which ISO 8601 allows.
         if time_from is not None:
-            time_from = min(max(time_from, FILTER_TIME_MIN), FILTER_TIME_MAX)
+            time_from = as_utc(min(max(time_from, FILTER_TIME_MIN), FILTER_TIME_MAX))
         if time_to is not None:
-            time_to = min(max(time_to, FILTER_TIME_MIN), FILTER_TIME_MAX)
+            time_to = as_utc(min(max(time_to, FILTER_TIME_MIN), FILTER_TIME_MAX))
         return cls(
             event_types=frozenset(chosen) if chosen is not None else None,
             user_email=email or None,

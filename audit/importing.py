@@ -20,6 +20,7 @@ from typing import IO, Any
 from audit.events import AuditEventType
 from audit.models import ENTRY_TIME_MAX, ENTRY_TIME_MIN
 from audit.services import AuditEntryDraft
+from audit.storable import as_utc, json_problem, text_problem
 from core.client_ip import normalized_ip
 
 # "id" is what export_audit_logs writes; an imported entry gets a new one, so it is ignored.
@@ -47,6 +48,11 @@ def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
     except json.JSONDecodeError as exc:
         raise ImportLineError(
             line_number, f"invalid JSON ({exc.msg} at column {exc.colno})"
+        ) from None
+    except (ValueError, RecursionError):
+        # An integer of more digits than Python reads, or nesting beyond its stack.
+        raise ImportLineError(
+            line_number, "invalid JSON (a number too long, or nesting too deep)"
         ) from None
     if not isinstance(data, dict):
         raise ImportLineError(line_number, "each line must be a JSON object")
@@ -111,8 +117,8 @@ def _event(data: dict[str, Any], n: int) -> str:
     event = data.get("event")
     if event is None:
         raise ImportLineError(n, "missing field 'event'")
-    if event not in _EVENTS:
-        raise ImportLineError(n, f"unknown event {event!r}")
+    if not isinstance(event, str) or event not in _EVENTS:
+        raise ImportLineError(n, f"unknown event {str(event)[:60]!r}")
     return str(event)
 
 
@@ -137,7 +143,7 @@ def _time(data: dict[str, Any], n: int) -> datetime:
             n,
             f"time {raw!r} is outside {ENTRY_TIME_MIN.isoformat()} to {ENTRY_TIME_MAX.isoformat()}",
         )
-    return value
+    return as_utc(value)
 
 
 def _optional_text(data: dict[str, Any], field: str, max_length: int, n: int) -> str | None:
@@ -146,6 +152,8 @@ def _optional_text(data: dict[str, Any], field: str, max_length: int, n: int) ->
         return None
     if not isinstance(value, str):
         raise ImportLineError(n, f"{field} must be a string")
+    if (unstorable := text_problem(value)) is not None:
+        raise ImportLineError(n, f"{field} {unstorable}")
     value = value.strip()
     if len(value) > max_length:
         raise ImportLineError(n, f"{field} is longer than {max_length} characters")
@@ -172,4 +180,6 @@ def _details(data: dict[str, Any], n: int) -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise ImportLineError(n, "details must be a JSON object")
+    if (unstorable := json_problem(value)) is not None:
+        raise ImportLineError(n, f"details {unstorable}")
     return value

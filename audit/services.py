@@ -21,7 +21,6 @@ the database's one narrow path (migration 0010), as the owner, and records that 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from typing import Any, Final
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from audit import integrity
@@ -43,7 +42,9 @@ from audit.models import (
     AuditSeal,
     AuditVerification,
 )
+from audit.storable import as_utc, json_problem, text_problem
 from core.client_ip import normalized_ip, parse_ip
+from core.database import is_transaction_conflict
 from core.models import Organization, User
 from core.roles import OWNER_ALIAS
 
@@ -205,17 +206,30 @@ class RecordedEvent:
     created: bool
 
 
+# Ids are drawn in the order given (a materialized scan of the arrays, in array order),
+# then the rows go into the table, and so into the idempotency index, in key order: two
+# batches that share keys wait on each other's uncommitted keys in one order, so neither
+# can hold a key the other waits for while it waits itself (no deadlock), whatever order
+# each integration sent them in.
 _BATCH_INSERT = """
-INSERT INTO audit_log (organization_id, idempotency_key, event, actor_id, actor_email,
+WITH i AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) AS id, i.*
+    FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::inet[],
+                %s::jsonb[], %s::timestamptz[])
+         AS i(key, event, actor_id, actor_email, actor_name, ip, details, time)
+)
+INSERT INTO audit_log (id, organization_id, idempotency_key, event, actor_id, actor_email,
                        actor_name, ip, details, time)
-SELECT %s, i.key, i.event, i.actor_id, i.actor_email, i.actor_name, i.ip, i.details, i.time
-FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::inet[],
-            %s::jsonb[], %s::timestamptz[])
-     WITH ORDINALITY AS i(key, event, actor_id, actor_email, actor_name, ip, details, time, n)
-ORDER BY i.n
+SELECT i.id, %s, i.key, i.event, i.actor_id, i.actor_email, i.actor_name, i.ip, i.details,
+       i.time
+FROM i
+ORDER BY i.key COLLATE "C"
 ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING idempotency_key, id, time, stream_txid::text
 """
+# A deadlock or serialization failure that still happens (say, with a transaction of the
+# caller's that holds other locks) is retried this many times in all before it is raised.
+BATCH_ATTEMPTS: Final = 3
 _BATCH_EXISTING = """
 SELECT idempotency_key, id, time, stream_txid::text FROM audit_log
 WHERE organization_id = %s AND idempotency_key = ANY(%s::text[]) AND idempotency_key IS NOT NULL
@@ -281,15 +295,7 @@ def audit_log_record_batch(
         for column, value in zip(columns, values, strict=True):
             column.append(value)
     keys = columns[0]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_BATCH_INSERT, [organization.pk, *columns])
-        created = {row[0]: row for row in cursor.fetchall()}
-        existing: dict[str, Any] = {}
-        if len(created) < len(keys):
-            cursor.execute(
-                _BATCH_EXISTING, [organization.pk, [k for k in keys if k not in created]]
-            )
-            existing = {row[0]: row for row in cursor.fetchall()}
+    created, existing = _batch_insert(organization, columns)
     results = []
     for key in keys:
         row = created.get(key) or existing[key]
@@ -304,24 +310,46 @@ def audit_log_record_batch(
     return results
 
 
-# A \u0000 escape in JSON text (preceded by an even number of backslashes).
-_JSON_NUL: Final = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-_NUL = "must not contain the NUL character (U+0000), which PostgreSQL cannot store"
+def _batch_insert(
+    organization: Organization, columns: list[list[Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Insert the rows (as columns) in one transaction: the rows it created, and those whose
+    key was recorded before, each by key. A transaction-rollback error (deadlock,
+    serialization failure) is retried from the start, up to ``BATCH_ATTEMPTS`` in all,
+    unless the caller's own transaction is open (then it is the caller's to retry)."""
+    keys = columns[0]
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(_BATCH_INSERT, [*columns, organization.pk])
+                created = {row[0]: row for row in cursor.fetchall()}
+                existing: dict[str, Any] = {}
+                if len(created) < len(keys):
+                    missing = [k for k in keys if k not in created]
+                    cursor.execute(_BATCH_EXISTING, [organization.pk, missing])
+                    existing = {row[0]: row for row in cursor.fetchall()}
+                return created, existing
+        except OperationalError as error:
+            retry = attempt < BATCH_ATTEMPTS and not connection.in_atomic_block
+            if not (retry and is_transaction_conflict(error)):
+                raise
+    raise AssertionError("unreachable")
 
 
 def _checked(
     index: int, submission: AuditEventSubmission, now: datetime, first_index: dict[str, int]
 ) -> tuple[tuple[Any, ...], list[SubmissionProblem]]:
     """One submission as a row (key, event, None, email, ip, details JSON, time) and its
-    problems."""
+    problems. Every value is checked against what PostgreSQL can store (audit/storable.py)
+    before the batch reaches it."""
     problems: list[SubmissionProblem] = []
 
     def problem(field_name: str, message: str) -> None:
         problems.append(SubmissionProblem(index, field_name, message))
 
     key = submission.idempotency_key
-    if "\x00" in key:
-        problem("idempotencyKey", _NUL)
+    if (unstorable := text_problem(key)) is not None:
+        problem("idempotencyKey", unstorable)
     elif not key or not key.strip():
         problem("idempotencyKey", "must not be blank")
     elif len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
@@ -338,8 +366,8 @@ def _checked(
     email = submission.user_email.strip() if submission.user_email is not None else None
     if email is not None and len(email) > USER_EMAIL_MAX_LENGTH:
         problem("userEmail", f"must be at most {USER_EMAIL_MAX_LENGTH} characters")
-    elif email is not None and "\x00" in email:
-        problem("userEmail", _NUL)
+    elif email is not None and (unstorable := text_problem(email)) is not None:
+        problem("userEmail", unstorable)
     ip: str | None = None
     if submission.ip is not None and submission.ip != "":
         try:
@@ -350,11 +378,11 @@ def _checked(
     if submission.details is not None:
         if not isinstance(submission.details, Mapping):
             problem("details", "must be a JSON object")
+        elif (unstorable := json_problem(submission.details)) is not None:
+            problem("details", unstorable)
         else:
             details_json = json.dumps(dict(submission.details), cls=DjangoJSONEncoder)
-            if _JSON_NUL.search(details_json):
-                problem("details", _NUL)
-            elif len(details_json.encode()) > DETAILS_MAX_BYTES:
+            if len(details_json.encode()) > DETAILS_MAX_BYTES:
                 problem("details", f"must encode to at most {DETAILS_MAX_BYTES} bytes of JSON")
     moment = now
     if submission.time is not None:
@@ -368,6 +396,8 @@ def _checked(
                 "future (the server's clock is "
                 f"{now.isoformat(timespec='seconds')})",
             )
+        else:
+            moment = as_utc(moment)
     return (key, event, None, email or None, ip, details_json, moment), problems
 
 
@@ -392,6 +422,8 @@ def _json_object(details: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(details, Mapping):
         raise ValidationError("details must be a JSON object")
+    if (unstorable := json_problem(details)) is not None:
+        raise ValidationError(f"details {unstorable}")
     # Round-trip so that dates, UUIDs and decimals are stored as their JSON text.
     result: dict[str, Any] = json.loads(json.dumps(dict(details), cls=DjangoJSONEncoder))
     return result
@@ -400,7 +432,7 @@ def _json_object(details: Mapping[str, Any] | None) -> dict[str, Any]:
 def _aware(value: datetime) -> datetime:
     if timezone.is_naive(value):
         raise ValidationError("time must be timezone-aware")
-    return value
+    return as_utc(value)
 
 
 # --- tamper evidence (audit/integrity.py) ---------------------------------------------------

@@ -36,7 +36,9 @@ def parse_ip(value: str) -> IPAddress | None:
 
 def normalized_ip(text: str) -> str:
     """The canonical text of an exact IP address (IPv4-mapped IPv6 as IPv4); ValueError
-    when ``text`` is not one. Nothing is tolerated around the address.
+    when ``text`` is not one. Nothing is tolerated around the address, nor an IPv6 zone
+    (``fe80::1%eth0``): it names an interface of the sender's machine, and PostgreSQL's
+    ``inet`` cannot hold it.
 
     Canonical dotted-quad IPv4, by far the most common input, is recognised by the C
     library (strict on Linux: four decimal octets, no leading zeros) and returned as is,
@@ -48,7 +50,10 @@ def normalized_ip(text: str) -> str:
             return text
     except (OSError, ValueError):
         pass
-    return str(unmap_ipv4(ipaddress.ip_address(text)))
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"{text!r} has a zone index")
+    return str(unmap_ipv4(address))
 
 
 def unmap_ipv4(address: IPAddress) -> IPAddress:

@@ -58,3 +58,15 @@ async def run_outside_request(function: Callable[..., T], /, *args: Any, **kwarg
             close_old_connections()
 
     return await sync_to_async(call)()
+
+
+def is_transaction_conflict(error: BaseException | None) -> bool:
+    """Whether ``error`` (Django's, or the driver's it wraps) rolled a transaction back
+    because of concurrent ones: SQLSTATE class 40, a deadlock or a serialization failure.
+    The database is fine; the same work retried succeeds."""
+    import psycopg
+
+    for candidate in (error, error.__cause__ if error is not None else None):
+        if isinstance(candidate, psycopg.Error) and (candidate.sqlstate or "").startswith("40"):
+            return True
+    return False

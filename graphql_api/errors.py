@@ -11,6 +11,9 @@ Codes (the contract; clients branch on them, never on messages):
 * ``SUBSCRIPTION_LIMIT``    -- a token (or user) already has the most live streams open
 * ``TIMEOUT``               -- a database statement ran longer than DB_STATEMENT_TIMEOUT_MS
 * ``SERVICE_UNAVAILABLE``   -- the database cannot be reached (restarting, overloaded); retry
+* ``TRANSACTION_CONFLICT``  -- the work collided with concurrent transactions (a deadlock or
+                               a serialization failure, still there after the server's own
+                               retries) and was rolled back; retry
 * ``RATE_LIMITED``          -- too many requests for a token or an address; retry after
                                ``extensions.retryAfter`` seconds (HTTP 429, Retry-After)
 * ``INTERNAL_SERVER_ERROR`` -- anything unexpected; the details go to the server log only
@@ -44,12 +47,16 @@ class ErrorCode(enum.StrEnum):
     SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
     TIMEOUT = "TIMEOUT"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    TRANSACTION_CONFLICT = "TRANSACTION_CONFLICT"
     RATE_LIMITED = "RATE_LIMITED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
 
 INTERNAL_ERROR_MESSAGE = "Internal server error; it has been logged."
 UNAVAILABLE_MESSAGE = "The database is unavailable at the moment; retry in a few seconds."
+CONFLICT_MESSAGE = (
+    "The request collided with concurrent ones and was rolled back; nothing was written. Retry it."
+)
 
 
 def coded_error(code: ErrorCode, message: str, **extensions: Any) -> GraphQLError:
@@ -125,11 +132,14 @@ def _replaced(error: GraphQLError, message: str, code: ErrorCode) -> GraphQLErro
 def database_failure(error: BaseException | None) -> tuple[ErrorCode, str] | None:
     """The code and message for an error of the database, or None for anything else: a
     cancelled statement (DB_STATEMENT_TIMEOUT_MS) is TIMEOUT; a connection that failed or
-    could not be had is SERVICE_UNAVAILABLE. Nothing of the error's text is passed on."""
+    could not be had is SERVICE_UNAVAILABLE; a deadlock or serialization failure is
+    TRANSACTION_CONFLICT (the database is fine). Nothing of the error's text is passed on."""
     import psycopg
     from django.conf import settings
     from django.db import InterfaceError, OperationalError
     from psycopg_pool import PoolTimeout
+
+    from core.database import is_transaction_conflict
 
     unavailable = (
         OperationalError,
@@ -140,6 +150,8 @@ def database_failure(error: BaseException | None) -> tuple[ErrorCode, str] | Non
     )
     if not isinstance(error, unavailable):
         return None
+    if is_transaction_conflict(error):
+        return ErrorCode.TRANSACTION_CONFLICT, CONFLICT_MESSAGE
     # Django wraps the driver's error; the driver's says whether it was a cancellation.
     if isinstance(error, psycopg.errors.QueryCanceled) or isinstance(
         error.__cause__, psycopg.errors.QueryCanceled

@@ -30,7 +30,7 @@ from strawberry.types import Info
 
 from core.models import ApiTokenScope
 from core.predicates import organization_is_paid, user_is_org_admin
-from graphql_api.context import context_of
+from graphql_api.context import Caller, context_of
 from graphql_api.errors import ErrorCode, coded_error
 
 SIGN_IN_MESSAGE = (
@@ -75,6 +75,22 @@ AUDIT_LOG_READERS: list[type[BasePermission]] = [
     IsOrganizationAdmin,
     IsOnPaidPlan,
 ]
+
+
+def audit_log_read_refusal(caller: Caller) -> tuple[ErrorCode, str] | None:
+    """What ``AUDIT_LOG_READERS`` answers this caller (its code and message), or None when
+    the caller may read: for the places that judge a caller outside a field (the export
+    endpoint, a WebSocket connection)."""
+    if caller.rejected is not None:
+        return ErrorCode.UNAUTHENTICATED, caller.rejected
+    user = caller.user
+    if user is None:
+        return ErrorCode.UNAUTHENTICATED, SIGN_IN_MESSAGE
+    if not user_is_org_admin(user):
+        return ErrorCode.FORBIDDEN, PAID_ADMINS_ONLY_MESSAGE
+    if not organization_is_paid(user.organization):
+        return ErrorCode.PAID_PLAN_REQUIRED, PAID_ADMINS_ONLY_MESSAGE
+    return None
 
 
 WRITE_SCOPE_MESSAGE = (

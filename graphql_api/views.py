@@ -2,7 +2,9 @@
 
 * CSRF enforced for POSTs authenticated by the session cookie (browsers, GraphiQL), and
   not for requests that carry ``Authorization`` (no browser sends that cross-site);
-* a JSON body accepted whatever its label (``curl -d`` calls it a form);
+* a JSON body accepted whatever its label (``curl -d`` calls it a form), and refused
+  with a coded 400 unless it is one JSON object: not UTF-8, not JSON, another JSON type at
+  the top level, nesting or a number beyond what the decoder can read;
 * failures before execution (unparseable JSON, a body over ``DATA_UPLOAD_MAX_MEMORY_SIZE``,
   a wrong method) answered as GraphQL errors with ``extensions.code``, like every other
   error, never as a bare text body or an HTML 500 page.
@@ -24,9 +26,12 @@ from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.views.decorators.csrf import csrf_exempt
 from strawberry.django.views import AsyncGraphQLView
+from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from core.authentication import MalformedAuthorization, bearer_credentials
 from core.client_ip import client_ip
@@ -84,12 +89,13 @@ def error_response(status: int, code: ErrorCode, message: str) -> HttpResponse:
 
 def failure_response(request: HttpRequest, error: Exception) -> HttpResponse:
     """An error nothing else handled, before any response was started: 503 with a coded
-    body for a database failure, else 500 ``INTERNAL_SERVER_ERROR``, logged with its
-    traceback; never the details."""
+    body for a database failure (409 for a transaction conflict), else 500
+    ``INTERNAL_SERVER_ERROR``, logged with its traceback; never the details."""
     database = database_failure(error)
     if database is not None:
         logger.warning("Database failure serving %s: %s", request.path, type(error).__name__)
-        return error_response(503, *database)
+        status = 409 if database[0] == ErrorCode.TRANSACTION_CONFLICT else 503
+        return error_response(status, *database)
     logger.exception("Unexpected error serving %s %s", request.method, request.path)
     return error_response(500, ErrorCode.INTERNAL_SERVER_ERROR, INTERNAL_ERROR_MESSAGE)
 
@@ -130,8 +136,77 @@ async def rate_limited(request: HttpRequest) -> HttpResponse | None:
     return response
 
 
+def request_json_decode(data: str | bytes) -> dict[str, Any]:
+    """A request body (or the ``variables`` of a GET) as one JSON object; HTTPException
+    400 for anything else. What it cannot read says so: bytes that are not UTF-8, nesting
+    beyond the decoder's stack, an integer of more digits than Python reads (4,300)."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = json.loads(text)
+    except UnicodeDecodeError:
+        raise HTTPException(400, "The request body is not valid UTF-8.") from None
+    except json.JSONDecodeError as error:
+        raise HTTPException(
+            400, f"The request body is not JSON ({error.msg} at position {error.pos})."
+        ) from None
+    except ValueError:
+        raise HTTPException(400, "The request holds a number too long to read.") from None
+    except RecursionError:
+        raise HTTPException(400, "The request's JSON is nested too deeply.") from None
+    if not isinstance(value, dict):
+        raise HTTPException(
+            400,
+            "The request must be one JSON object, such as "
+            '{"query": "...", "variables": {...}}; got '
+            f"{type(value).__name__ if value is not None else 'null'}.",
+        )
+    return value
+
+
+SUBSCRIPTIONS_ELSEWHERE = (
+    "Subscriptions are served as streams at /graphql/: over a WebSocket "
+    "(graphql-transport-ws), or GraphQL over SSE (POST with Accept: text/event-stream)."
+)
+
+
 class AuditGraphQLView(AsyncGraphQLView):
     request_adapter_class = _RequestAdapter
+
+    def decode_json(self, data: str | bytes) -> object:
+        return request_json_decode(data)
+
+    async def execute_single(  # type: ignore[override]
+        self,
+        request: HttpRequest,
+        request_adapter: Any,
+        sub_response: HttpResponse,
+        context: GraphQLContext,
+        root_value: Any,
+        request_data: Any,
+    ) -> ExecutionResult:
+        """One operation over plain HTTP (SSE streams do not come here): queries (GET or
+        POST) and mutations (POST). A subscription is a coded 400 that says where
+        streams are served, instead of being run as a query."""
+        method = request_adapter.method
+        allowed = {OperationType.QUERY} | ({OperationType.MUTATION} if method == "POST" else set())
+        try:
+            return await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=allowed,
+                operation_extensions=request_data.extensions,
+            )
+        except InvalidOperationTypeError as error:
+            if error.operation_type == OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTIONS_ELSEWHERE) from None
+            raise HTTPException(400, error.as_http_error_reason(method)) from None
+        except CannotGetOperationTypeError as error:
+            raise HTTPException(400, error.as_http_error_reason()) from None
+        except MissingQueryError:
+            raise HTTPException(400, "No GraphQL query found in the request.") from None
 
     async def get_context(  # type: ignore[override]
         self, request: HttpRequest, response: HttpResponse

@@ -81,11 +81,45 @@ def test_import_keeps_file_order_and_resolves_members(
             "unknown field",
         ),
         ('["USER_LOGIN"]', "each line must be a JSON object"),
+        # What PostgreSQL cannot store or Python cannot read.
+        ('{"event": ["USER_LOGIN"], TIME}', "unknown event"),
+        (
+            '{"event": "USER_LOGIN", TIME, "user_email": "a\\u0000@b.c"}',
+            "user_email must not contain the NUL",
+        ),
+        (
+            '{"event": "USER_LOGIN", TIME, "user_name": "\\ud800"}',
+            "user_name must be valid Unicode",
+        ),
+        (
+            '{"event": "USER_LOGIN", TIME, "details": {"k": "\\udfff"}}',
+            "details must be valid Unicode",
+        ),
+        (
+            '{"event": "USER_LOGIN", TIME, "details": {"\\u0000": 1}}',
+            "details keys must not contain the NUL",
+        ),
+        ('{"event": "USER_LOGIN", TIME, "details": {"x": NaN}}', "details must not hold NaN"),
+        ('{"event": "USER_LOGIN", TIME, "details": {"x": [1e400]}}', "details must not hold NaN"),
+        (
+            '{"event": "USER_LOGIN", TIME, "details": ' + '{"a":' * 40 + "1" + "}" * 40 + "}",
+            "must not nest more than 32",
+        ),
+        (
+            '{"event": "USER_LOGIN", TIME, "details": ' + "[" * 5000 + "]" * 5000 + "}",
+            "nesting too deep",
+        ),
+        (
+            '{"event": "USER_LOGIN", TIME, "details": {"n": ' + "9" * 5000 + "}}",
+            "a number too long",
+        ),
+        ('{"event": "USER_LOGIN", TIME, "ip": "fe80::1%eth0"}', "invalid ip"),
     ],
 )
 def test_an_invalid_line_is_reported_with_its_number_and_nothing_is_imported(
     tmp_path: Path, paid_org: Organization, bad_line: str, message: str
 ) -> None:
+    bad_line = bad_line.replace("TIME", '"time": "2026-01-01T00:00:00Z"')
     lines = [json.dumps(GOOD[0]), json.dumps(GOOD[1]), bad_line, json.dumps(GOOD[2])]
     path = write(tmp_path, lines)
     before = AuditLog.objects.count()
@@ -126,3 +160,18 @@ def test_unknown_org_and_missing_file(tmp_path: Path, paid_org: Organization) ->
         run("ghost", str(write(tmp_path, [json.dumps(GOOD[0])])))
     with pytest.raises(CommandError, match="no such file"):
         run(paid_org.slug, str(tmp_path / "missing.jsonl"))
+
+
+def test_offsets_postgresql_does_not_take_are_imported_as_the_same_instant(
+    tmp_path: Path, paid_org: Organization
+) -> None:
+    # ISO 8601 (and Python) allow offsets to +-23:59; PostgreSQL only to +-15:59.
+    times = ["2026-01-31T12:00:00+23:59", "2026-01-31T12:00:00-16:00"]
+    path = write(tmp_path, [json.dumps({"event": "USER_LOGIN", "time": t}) for t in times])
+    before = AuditLog.objects.count()
+    run(paid_org.slug, str(path))
+    entries = list(AuditLog.objects.order_by("id")[before:])
+    assert [e.time.isoformat() for e in entries] == [
+        "2026-01-30T12:01:00+00:00",
+        "2026-02-01T04:00:00+00:00",
+    ]

@@ -201,3 +201,175 @@ def test_a_batch_racing_an_uncommitted_copy_of_itself_returns_its_entries(
         AuditLog.objects.filter(organization=paid_org, idempotency_key__startswith="race-").count()
         == 50
     )
+
+
+def test_concurrent_batches_of_the_same_keys_in_any_order_do_not_deadlock(
+    paid_org: Organization,
+) -> None:
+    """Four writers send the same 1,000 keys, each in its own order, at once: every call
+    succeeds (the insert takes the keys' index entries in one order, so no two batches
+    can wait on each other) and every key is recorded once."""
+    import random
+    import threading
+
+    from django.db import connection
+
+    from audit.services import AuditEventSubmission, audit_log_record_batch
+
+    rounds = 5
+    start = threading.Barrier(4)
+    failures: list[BaseException] = []
+    results: list[dict[str, int]] = []
+
+    def writer(seed: int) -> None:
+        try:
+            for round_ in range(rounds):
+                # New keys each round: only keys that are not committed yet make writers
+                # wait on each other.
+                order = [f"shared-{round_}-{n:04}" for n in range(1000)]
+                random.Random(seed * rounds + round_).shuffle(order)
+                batch = [
+                    AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED") for k in order
+                ]
+                start.wait(30)
+                recorded = audit_log_record_batch(organization=paid_org, submissions=batch)
+                results.append({k: r.entry_id for k, r in zip(order, recorded, strict=True)})
+        except BaseException as error:  # the test reports what any writer met
+            failures.append(error)
+            start.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == []
+    assert len(results) == 4 * rounds
+    for round_ in range(rounds):
+        same_round = [r for r in results if next(iter(r)).startswith(f"shared-{round_}-")]
+        assert len(same_round) == 4 and all(r == same_round[0] for r in same_round)
+    stored = AuditLog.objects.filter(organization=paid_org, idempotency_key__startswith="shared-")
+    assert stored.count() == 1000 * rounds
+
+
+def test_a_batch_keeps_the_order_given_in_its_ids(paid_org: Organization) -> None:
+    from audit.services import AuditEventSubmission, audit_log_record_batch
+
+    keys = ["zeta", "alpha", "mu", "beta"]
+    batch = [AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED") for k in keys]
+    ids = [r.entry_id for r in audit_log_record_batch(organization=paid_org, submissions=batch)]
+    assert ids == sorted(ids)
+
+
+def test_a_batch_chosen_as_a_deadlock_victim_is_retried_and_the_error_is_coded(
+    paid_org: Organization,
+) -> None:
+    """A real deadlock: another transaction holds key 2 and then wants key 1, which the
+    batch has taken while it waits for key 2. PostgreSQL cancels the batch (it waited
+    first); the server retries it, and it returns what the other transaction recorded.
+    The same error, where it cannot be retried, is TRANSACTION_CONFLICT, not the database
+    being unavailable."""
+    import threading
+    import time
+
+    from django.db import OperationalError, connection, transaction
+
+    from audit.services import AuditEventSubmission, audit_log_record_batch
+    from graphql_api.errors import ErrorCode, database_failure
+
+    def batch(*keys: str) -> list[AuditEventSubmission]:
+        return [AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED") for k in keys]
+
+    holds_key_2, batch_waits = threading.Event(), threading.Event()
+    results: dict[str, Any] = {}
+
+    def other() -> None:
+        try:
+            with transaction.atomic():
+                audit_log_record_batch(organization=paid_org, submissions=batch("dl-2"))
+                holds_key_2.set()
+                assert batch_waits.wait(10)
+                try:
+                    with transaction.atomic():
+                        results["other"] = audit_log_record_batch(
+                            organization=paid_org, submissions=batch("dl-1")
+                        )
+                except OperationalError as error:
+                    results["other_error"] = error
+        finally:
+            connection.close()
+
+    def the_batch() -> None:
+        try:
+            results["batch"] = audit_log_record_batch(
+                organization=paid_org, submissions=batch("dl-1", "dl-2")
+            )
+        except OperationalError as error:
+            results["batch_error"] = error
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=other)
+    holder.start()
+    assert holds_key_2.wait(10)
+    waiter = threading.Thread(target=the_batch)
+    waiter.start()
+    time.sleep(0.3)  # the batch now waits for key 2, holding key 1
+    batch_waits.set()
+    holder.join(30)
+    waiter.join(30)
+    assert "batch_error" not in results and "other_error" not in results, results
+    assert [r.created for r in results["batch"]] == [False, False]
+    stored = AuditLog.objects.filter(organization=paid_org, idempotency_key__startswith="dl-")
+    assert stored.count() == 2
+
+    # The error itself, unretried: coded as a conflict to retry.
+    deadlock = _a_real_deadlock()
+    assert database_failure(deadlock) == (ErrorCode.TRANSACTION_CONFLICT, ANY_MESSAGE)
+
+
+class _AnyMessage:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and "Retry" in other
+
+
+ANY_MESSAGE: Any = _AnyMessage()
+
+
+def _a_real_deadlock() -> BaseException:
+    """Two sessions lock two rate-limit rows in opposite orders: one of them fails."""
+    import threading
+
+    from django.db import OperationalError, connection, transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO rate_limit_window (key, window_start, hits) "
+            "VALUES ('dl-a', 0, 0), ('dl-b', 0, 0)"
+        )
+    both_locked = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def session(first: str, second: str) -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("UPDATE rate_limit_window SET hits = 1 WHERE key = %s", [first])
+                both_locked.wait(10)
+                cursor.execute("UPDATE rate_limit_window SET hits = 2 WHERE key = %s", [second])
+        except OperationalError as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    sessions = [
+        threading.Thread(target=session, args=("dl-a", "dl-b")),
+        threading.Thread(target=session, args=("dl-b", "dl-a")),
+    ]
+    for thread in sessions:
+        thread.start()
+    for thread in sessions:
+        thread.join(30)
+    (error,) = errors
+    return error

@@ -111,6 +111,59 @@ def test_other_methods_are_refused(admin: User, token_for: Callable[[User], str]
     assert _error(response)[:2] == (405, "BAD_USER_INPUT") and response["Allow"] == "GET"
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_other_methods_with_a_session_are_405_json_not_a_csrf_page(
+    admin: User, method: str
+) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin)
+    response = getattr(client, method)(URL)
+    assert _error(response)[:2] == (405, "BAD_USER_INPUT")
+    assert response["Allow"] == "GET" and response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("query", "first", "last"),
+    [
+        # ISO 8601 allows offsets to +-23:59, PostgreSQL to +-15:59: the instant counts.
+        ("from=2026-05-01T10:00:00%2B23:59", 0, 29),  # 2026-04-30T10:01Z
+        ("from=2026-05-02T00:00:00%2B16:00", 8, 29),  # 2026-05-01T08:00Z
+        ("to=2026-04-30T16:00:00-16:00", 0, 8),  # 2026-05-01T08:00Z
+        ("from=2026-05-01T00:00:00%2B23:59&to=2026-05-01T12:00:00-16:00", 0, 28),
+    ],
+)
+def test_times_with_any_valid_offset_select_that_instant(
+    admin: User,
+    entries: list[AuditLog],
+    token_for: Callable[[User], str],
+    query: str,
+    first: int,
+    last: int,
+) -> None:
+    response = _get(URL + "?format=jsonl&" + query, token_for(admin))
+    assert response.status_code == 200
+    lines = async_to_sync(_body)(response).decode().splitlines()
+    details = [json.loads(line).get("details", {}) for line in lines]
+    ns = sorted(d["n"] for d in details if "n" in d)
+    assert ns == list(range(first, last + 1))
+
+
+@pytest.mark.parametrize(
+    ("query", "mentions"),
+    [
+        ("?userEmail=a%00b", "userEmail must not contain the NUL"),
+        ("?eventType=%00", "eventType must not contain the NUL"),
+        ("?format=csv%00", "format must not contain the NUL"),
+        ("?to=2026-01-01T00:00:00%00", "to must not contain the NUL"),
+    ],
+)
+def test_values_postgresql_cannot_use_are_refused_before_the_file_starts(
+    admin: User, token_for: Callable[[User], str], query: str, mentions: str
+) -> None:
+    status, code, text = _error(_get(URL + query, token_for(admin)))
+    assert (status, code) == (400, "BAD_USER_INPUT") and mentions in text, text
+
+
 def test_a_session_may_export_and_only_its_organization_appears(
     client: Client,
     admin: User,
