@@ -21,11 +21,25 @@ transaction per checkpoint; writers never wait for it.
 
 **Verification** walks the checkpoints and the entries side by side and reports the first
 problem: a checkpoint whose signature or head does not verify (someone with write access
-to the database recomputed digests), a sealed entry that is missing (deleted, unless
-retention removed entries of that age: then it counts as pruned), altered
-(its digest differs), out of its sealed place (reordered), or an entry inside the sealed
-range that no checkpoint holds (inserted). Entries after the last checkpoint are counted
-as not yet sealed.
+to the database recomputed digests), a sealed entry that is missing (deleted, unless a
+valid prune record holds it: then it counts as pruned), altered (its digest differs), out
+of its sealed place (reordered), or an entry inside the sealed range that no checkpoint
+holds (inserted). Entries after the last checkpoint are counted as not yet sealed.
+
+**Rollback.** Checkpoints known from elsewhere (``Expected``) must still be there with the
+same head: the last one an earlier verification checked (``audit_verification``, which
+the server's role may only append to), and every one an external witness holds
+(audit/witness.py). A newest checkpoint below one of them, or a different head at its
+sequence, is a chain cut short or rewritten and resealed.
+
+**Prune records** (``AuditPrune``) excuse a missing sealed entry only when the record is
+as trustworthy as a checkpoint: signed with the seal key over the organization, the
+cutoff, the period, the time and the exact ids removed (``prune_signature``); with a
+period no shorter than ``AUDIT_RETENTION_MIN_DAYS`` and a cutoff at least that period
+before the time it was pruned; and named by its ``AUDIT_LOG_PRUNED`` entry, which is in
+the log with the same figures (or was itself removed by a later valid record). A signed
+record that fails any of this is reported; an unsigned one (from before records were
+signed) excuses nothing.
 """
 
 from __future__ import annotations
@@ -33,9 +47,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from array import array
+from bisect import bisect_left
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -166,7 +182,58 @@ def signature(
     return hmac.new(key, message.encode(), "sha256").digest()
 
 
+def prune_signature(
+    key: bytes,
+    *,
+    organization_id: int,
+    before: datetime,
+    retention_days: int,
+    pruned_at: datetime,
+    entry_ids: bytes,
+    log_entry_id: int,
+) -> bytes:
+    """The signature of a prune record: what was removed (the packed ids, by count and
+    SHA-256), from which organization, under which cutoff and period, when, and which log
+    entry says so."""
+    message = (
+        f"audit-prune:v1:{organization_id}:{before.astimezone(UTC).isoformat()}:"
+        f"{retention_days}:{pruned_at.astimezone(UTC).isoformat()}:{len(entry_ids) // 8}:"
+        f"{hashlib.sha256(entry_ids).hexdigest()}:{log_entry_id}"
+    )
+    return hmac.new(key, message.encode(), "sha256").digest()
+
+
+def pack_ids(ids: list[int]) -> bytes:
+    """Entry ids as a prune record holds them: ascending, little-endian int64."""
+    return array("q", sorted(ids)).tobytes() if ids else b""
+
+
+def _microseconds(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 # --- verification ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    """A checkpoint known from outside the chain: it must still exist, with this head."""
+
+    head: bytes
+    source: str  # "verified at ...", "witnessed in FILE line N"
+
+
+@dataclass
+class _Pruned:
+    """The ids that valid prune records removed (sorted), and the latest cutoff."""
+
+    ids: array = field(default_factory=lambda: array("q"))
+    before_us: int = -(2**63)
+
+    def holds(self, entry_id: int, time_us: int) -> bool:
+        at = bisect_left(self.ids, entry_id)
+        return at < len(self.ids) and self.ids[at] == entry_id and time_us < self.before_us
 
 
 @dataclass
@@ -182,6 +249,7 @@ class IntegrityReport:
     unsealed: int = 0  # entries after the last checkpoint
     problem: str = ""
     problem_entry_id: int | None = None
+    last_head: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -192,17 +260,123 @@ class IntegrityReport:
         return self
 
 
-def verify(organization_id: int) -> IntegrityReport:
-    """Check the organization's checkpoints and entries (call inside one REPEATABLE READ
-    transaction, so both are read from the same snapshot)."""
+def verify(organization_id: int, expected: Mapping[int, Expected] | None = None) -> IntegrityReport:
+    """Check the organization's checkpoints, prune records and entries, and that every
+    ``expected`` checkpoint (by sequence) is there unchanged (call inside one REPEATABLE
+    READ transaction, so all are read from the same snapshot)."""
+    report = IntegrityReport(organization_id)
+    pruned = _pruned(report)
+    if not report.ok:
+        return report
     entries = entries_in_order(organization_id)
     try:
-        return _verify(IntegrityReport(organization_id), entries)
+        return _verify(report, entries, pruned, expected or {})
     finally:
         entries.close()  # the server-side cursor
 
 
-def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> IntegrityReport:
+def _pruned(report: IntegrityReport) -> _Pruned:
+    """What the organization's valid prune records removed; a signed record that does not
+    hold up fails the report. Unsigned records count for nothing."""
+    from django.conf import settings
+
+    from audit.events import AuditEventType
+    from audit.models import AuditLog, AuditPrune
+
+    organization_id = report.organization_id
+    records = list(
+        AuditPrune.objects.filter(organization_id=organization_id, signature__isnull=False)
+        .order_by("id")
+        .values_list(
+            "id",
+            "before",
+            "retention_days",
+            "pruned_at",
+            "entry_ids",
+            "key_id",
+            "signature",
+            "log_entry_id",
+            "entries",
+        )
+    )
+    pruned = _Pruned()
+    if not records:
+        return pruned
+    logged = dict(
+        AuditLog.objects.filter(
+            organization_id=organization_id, event=AuditEventType.AUDIT_LOG_PRUNED
+        ).values_list("id", "details")
+    )
+    removed: list[int] = []
+    unlogged: list[tuple[int, int]] = []  # (record, its log entry): looked for among removed
+    for record_id, before, days, pruned_at, packed, key_id, signed, log_entry_id, count in records:
+        where = f"prune record {record_id}"
+        packed = bytes(packed or b"")
+        key = verifying_key(key_id)
+        if key is None:
+            report.fail(f"{where} is signed with an unknown key ({key_id})")
+            return pruned
+        if (
+            days is None
+            or log_entry_id is None
+            or not hmac.compare_digest(
+                bytes(signed or b""),
+                prune_signature(
+                    key,
+                    organization_id=organization_id,
+                    before=before,
+                    retention_days=days,
+                    pruned_at=pruned_at,
+                    entry_ids=packed,
+                    log_entry_id=log_entry_id,
+                ),
+            )
+            or count != len(packed) // 8
+        ):
+            report.fail(f"{where} does not match its signature: it was forged or rewritten")
+            return pruned
+        if days < settings.AUDIT_RETENTION_MIN_DAYS or before + timedelta(days=days) > pruned_at:
+            report.fail(
+                f"{where} removed entries before {before:%Y-%m-%d %H:%M:%S} UTC with a period "
+                f"of {days} days at {pruned_at:%Y-%m-%d %H:%M:%S} UTC, which retention "
+                f"(AUDIT_RETENTION_MIN_DAYS {settings.AUDIT_RETENTION_MIN_DAYS}) never does"
+            )
+            return pruned
+        details = logged.get(log_entry_id)
+        if details is None:
+            unlogged.append((record_id, log_entry_id))
+        elif (
+            details.get("pruneRecordIdsSha256") != hashlib.sha256(packed).hexdigest()
+            or details.get("entries") != count
+            or details.get("retentionDays") != days
+        ):
+            report.fail(
+                f"{where} does not agree with its AUDIT_LOG_PRUNED entry {log_entry_id}",
+                log_entry_id,
+            )
+            return pruned
+        removed.extend(array("q", packed))
+        pruned.before_us = max(pruned.before_us, _microseconds(before))
+    pruned.ids = array("q", sorted(removed))
+    for record_id, log_entry_id in unlogged:
+        # Its entry may have been removed by a later prune, as any old entry is.
+        at = bisect_left(pruned.ids, log_entry_id)
+        if at == len(pruned.ids) or pruned.ids[at] != log_entry_id:
+            report.fail(
+                f"prune record {record_id} is not in the log: its AUDIT_LOG_PRUNED entry "
+                f"{log_entry_id} is missing",
+                log_entry_id,
+            )
+            return pruned
+    return pruned
+
+
+def _verify(
+    report: IntegrityReport,
+    entries: Iterator[EntryRecord],
+    pruned: _Pruned,
+    expected: Mapping[int, Expected],
+) -> IntegrityReport:
     from audit.models import AuditSeal
 
     organization_id = report.organization_id
@@ -212,16 +386,14 @@ def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> Integrit
         .order_by("sequence")
         .iterator(chunk_size=8)
     )
-    # Sealed entries older than this may be missing: retention removed them (audit_prune).
-    pruned_before = _pruned_before_us(organization_id)
     head = ZERO_HEAD
     pending = next(entries, None)
-    for expected, seal in enumerate(seals, start=1):
+    for number, seal in enumerate(seals, start=1):
         sequence = seal.sequence
         records = bytes(seal.records)
         where = f"checkpoint {sequence}"
-        if sequence != expected:
-            return report.fail(f"checkpoint {expected} is missing (the next one is {sequence})")
+        if sequence != number:
+            return report.fail(f"checkpoint {number} is missing (the next one is {sequence})")
         key = verifying_key(seal.key_id)
         if key is None:
             return report.fail(f"{where} is signed with an unknown key ({seal.key_id})")
@@ -242,9 +414,15 @@ def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> Integrit
         ):
             return report.fail(f"{where} does not follow from the one before: it was rewritten")
         head = bytes(seal.head)
+        known = expected.get(sequence)
+        if known is not None and not hmac.compare_digest(known.head, head):
+            return report.fail(
+                f"{where} differs from the one {known.source}: the chain was rewritten "
+                "and sealed again"
+            )
         for sealed_id, time_us, digest in unpack(records):
             if pending is None or pending.id != sealed_id:
-                if time_us < pruned_before:
+                if pruned.holds(sealed_id, time_us):
                     report.pruned += 1
                     continue
                 return _misplaced(report, organization_id, sealed_id, pending, where)
@@ -256,24 +434,15 @@ def _verify(report: IntegrityReport, entries: Iterator[EntryRecord]) -> Integrit
             pending = next(entries, None)
         report.checkpoints += 1
         report.last_sequence, report.last_sealed_at = sequence, seal.sealed_at
+        report.last_head = head
+    newest = max(expected, default=0)
+    if newest > (report.last_sequence or 0):
+        return report.fail(
+            f"checkpoint {newest} ({expected[newest].source}) is missing: the newest "
+            f"checkpoint is {report.last_sequence or 'none'}; the chain was cut short"
+        )
     report.unsealed = (pending is not None) + sum(1 for _ in entries)
     return report
-
-
-def _pruned_before_us(organization_id: int) -> int:
-    """The latest time before which retention removed the organization's entries, in
-    microseconds since the epoch (the smallest integer when never)."""
-    from django.db.models import Max
-
-    from audit.models import AuditPrune
-
-    before = AuditPrune.objects.filter(organization_id=organization_id).aggregate(
-        latest=Max("before")
-    )["latest"]
-    if before is None:
-        return -(2**63)
-    delta = before - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _misplaced(

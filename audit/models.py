@@ -327,6 +327,9 @@ class AuditVerification(models.Model):
     unsealed = models.BigIntegerField(help_text="Entries after the last checkpoint.")
     problem = models.TextField(blank=True, help_text="The first problem found.")
     problem_entry_id = models.BigIntegerField(null=True)
+    last_head = models.BinaryField(
+        null=True, help_text="The head of the last checkpoint checked (rollback detection)."
+    )
 
     class Meta:
         db_table = "audit_verification"
@@ -339,10 +342,13 @@ class AuditVerification(models.Model):
 
 
 class AuditPrune(models.Model):
-    """One batch of entries removed by the retention policy (prune_audit_logs), written by
-    the database function that removes them: how many, of which organization, all older
-    than ``before``. Verification accepts a sealed entry missing from before that time as
-    pruned. Append-only."""
+    """One batch of entries removed by the retention policy (prune_audit_logs): exactly
+    which (their ids, packed as little-endian int64 in ascending order), of which
+    organization, all older than ``before``, under which period, when; signed with the
+    seal key (audit/integrity.py, ``prune_signature``) and named by the ``AUDIT_LOG_PRUNED``
+    entry written in the same transaction. Verification counts a missing sealed entry as
+    pruned only when a record like this, signed and consistent, holds its id. Records
+    from before signed prune records (no signature) excuse nothing. Append-only."""
 
     id = models.BigAutoField(primary_key=True)
     organization = models.ForeignKey(
@@ -351,6 +357,13 @@ class AuditPrune(models.Model):
     before = models.DateTimeField(help_text="Every removed entry was older than this.")
     entries = models.BigIntegerField()
     pruned_at = models.DateTimeField()
+    retention_days = models.IntegerField(null=True, help_text="The period that was applied.")
+    entry_ids = models.BinaryField(null=True, help_text="The removed entries' ids.")
+    key_id = models.CharField(max_length=16, blank=True, default="", db_default="")
+    signature = models.BinaryField(null=True, help_text="HMAC-SHA256 of the record, by key_id.")
+    log_entry_id = models.BigIntegerField(
+        null=True, help_text="The AUDIT_LOG_PRUNED entry that records this removal."
+    )
 
     class Meta:
         db_table = "audit_prune"

@@ -20,7 +20,9 @@ the database's one narrow path (migration 0010), as the owner, and records that 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ from audit.models import (
     ENTRY_TIME_MIN,
     IDEMPOTENCY_KEY_MAX_LENGTH,
     AuditLog,
+    AuditPrune,
     AuditSeal,
     AuditVerification,
 )
@@ -445,6 +448,61 @@ class SealOutcome:
     busy: bool  # another sealer was at work on the organization; this one stopped
 
 
+class ChainBehind(ValueError):
+    """Sealing refused: the organization's chain is behind a checkpoint that was verified
+    or witnessed (it was cut short or rewritten); continuing would seal over that."""
+
+
+def _expected_checkpoints(
+    organization: Organization, witness_file: str | None
+) -> dict[int, integrity.Expected]:
+    """The checkpoints the chain must still hold: the last one a verification checked,
+    and every one in the witness file (when given and present)."""
+    from audit import witness
+
+    expected: dict[int, integrity.Expected] = {}
+    if witness_file:
+        witnessed = witness.witness_read(witness_file).get(organization.pk, {})
+        expected.update(witness.expectations(witnessed, witness_file))
+    verified = (
+        AuditVerification.objects.filter(
+            organization=organization, last_head__isnull=False, last_sequence__isnull=False
+        )
+        .order_by("-last_sequence", "-verified_at")
+        .first()
+    )
+    if (
+        verified is not None
+        and verified.last_sequence is not None
+        and verified.last_head is not None
+        # Where both know a checkpoint, the witness, kept outside the database, decides.
+        and verified.last_sequence not in expected
+    ):
+        at = f"verified at {verified.verified_at:%Y-%m-%d %H:%M:%S} UTC"
+        expected[verified.last_sequence] = integrity.Expected(bytes(verified.last_head), at)
+    return expected
+
+
+def _chain_behind(
+    organization: Organization, expected: dict[int, integrity.Expected]
+) -> str | None:
+    if not expected:
+        return None
+    newest = max(expected)
+    seal = AuditSeal.objects.filter(organization=organization, sequence=newest).first()
+    if seal is None:
+        return (
+            f"checkpoint {newest} ({expected[newest].source}) is missing: the chain was cut "
+            "short; run verify_audit_log"
+        )
+    if bytes(seal.head) != expected[newest].head:  # type: ignore[arg-type]
+        return (
+            f"checkpoint {newest} differs from the one {expected[newest].source}: the chain "
+            "was rewritten; run verify_audit_log"
+        )
+    return None
+
+
 def audit_log_seal(
     *,
     organization: Organization,
@@ -454,8 +512,23 @@ def audit_log_seal(
     """Seal the organization's entries that are final and not yet sealed, one checkpoint
     (at most ``block`` entries, ``AUDIT_SEAL_BLOCK_ENTRIES`` by default) per short
     transaction. Safe to run anywhere at once: a second sealer of the same organization
-    finds its advisory lock taken and stops. ``progress`` gets each checkpoint's count."""
+    finds its advisory lock taken and stops. ``progress`` gets each checkpoint's count.
+
+    Refuses (``ChainBehind``) to continue a chain that lacks, or differs at, a checkpoint
+    that was verified or witnessed (``AUDIT_WITNESS_FILE``). With a witness file, each
+    checkpoint's line is appended to it once the checkpoint is committed."""
+    from audit import witness
+
     block = block or settings.AUDIT_SEAL_BLOCK_ENTRIES
+    witness_file = settings.AUDIT_WITNESS_FILE or None
+    behind = _chain_behind(
+        organization,
+        _expected_checkpoints(
+            organization, witness_file if witness_file and os.path.exists(witness_file) else None
+        ),
+    )
+    if behind is not None:
+        raise ChainBehind(f"{organization.slug}: sealing refused: {behind}")
     checkpoints = entries = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -500,17 +573,24 @@ def audit_log_seal(
                 sealed_at=seal.sealed_at,
             )
             seal.save(force_insert=True)
+        if witness_file:
+            witness.witness_append(witness_file, [witness.witness_line(seal, organization.slug)])
         checkpoints, entries = checkpoints + 1, entries + len(records)
         if progress is not None:
             progress(len(records))
 
 
-def audit_log_verify(*, organization: Organization) -> AuditVerification:
+def audit_log_verify(
+    *, organization: Organization, witness_file: str | None = None
+) -> AuditVerification:
     """Verify the organization's chain (audit/integrity.py) from one snapshot, and record
-    the outcome, which ``auditLogIntegrity`` reports."""
+    the outcome, which ``auditLogIntegrity`` reports. The chain must still hold the last
+    checkpoint an earlier verification checked, and every checkpoint of ``witness_file``
+    (audit/witness.py; WitnessError when it cannot be read)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        report = integrity.verify(organization.pk)
+        expected = _expected_checkpoints(organization, witness_file)
+        report = integrity.verify(organization.pk, expected)
     return AuditVerification.objects.create(
         organization=organization,
         verified_at=timezone.now(),
@@ -523,6 +603,7 @@ def audit_log_verify(*, organization: Organization) -> AuditVerification:
         unsealed=report.unsealed,
         problem=report.problem,
         problem_entry_id=report.problem_entry_id,
+        last_head=report.last_head,
     )
 
 
@@ -545,10 +626,14 @@ def audit_log_prune(
 ) -> PruneOutcome:
     """Remove the organization's entries older than ``before``, oldest first, ``batch``
     (``AUDIT_PRUNE_BATCH``) per transaction, through ``audit_log_prune()`` in the database,
-    which subtracts them from the rollups and logs each batch in ``audit_prune``. Runs on
-    the owner's connection (only the owner may call that function), under an advisory lock:
-    a second run at the same time leaves the organization alone. When anything was
-    removed, an ``AUDIT_LOG_PRUNED`` entry says how many and from before when."""
+    which subtracts them from the rollups and returns their ids. Runs on the owner's
+    connection (only the owner may call that function), under an advisory lock: a second
+    run at the same time leaves the organization alone.
+
+    In the same transaction as each batch, an ``AUDIT_LOG_PRUNED`` entry says how many
+    entries went, from before when, under which period, with the SHA-256 of their ids; and
+    a prune record (``audit_prune``) holds the ids, signed with the seal key and naming that
+    entry: what verification needs to count the missing sealed entries as pruned."""
     batch = batch or settings.AUDIT_PRUNE_BATCH
     owner = connections[OWNER_ALIAS]
     lock: list[str | int] = ["audit_prune", organization.pk]
@@ -563,7 +648,10 @@ def audit_log_prune(
                     cursor.execute(
                         "SELECT audit_log_prune(%s, %s, %s)", [organization.pk, before, batch]
                     )
-                    count = int(cursor.fetchone()[0])
+                    ids: list[int] = cursor.fetchone()[0]
+                    if ids:
+                        _prune_record(organization, before, retention_days, ids)
+                count = len(ids)
                 removed += count
                 if count and progress is not None:
                     progress(count)
@@ -571,16 +659,45 @@ def audit_log_prune(
                     break
         finally:
             cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, %s))", lock)
-    if removed:
-        audit_log_record(
-            organization=organization,
-            event=AuditEventType.AUDIT_LOG_PRUNED,
-            actor=None,
-            ip=None,
-            details={
-                "entries": removed,
-                "before": before.astimezone(UTC).isoformat(),
-                "retentionDays": retention_days,
-            },
-        )
     return PruneOutcome(removed, busy=False)
+
+
+def _prune_record(
+    organization: Organization, before: datetime, retention_days: int, ids: list[int]
+) -> None:
+    """The entry and the signed record of one batch, on the owner's connection, inside
+    the batch's transaction."""
+    packed = integrity.pack_ids(ids)
+    entry = AuditLog(
+        organization=organization,
+        event=AuditEventType.AUDIT_LOG_PRUNED,
+        details={
+            "entries": len(ids),
+            "before": before.astimezone(UTC).isoformat(),
+            "retentionDays": retention_days,
+            "pruneRecordIdsSha256": hashlib.sha256(packed).hexdigest(),
+        },
+        time=timezone.now(),
+    )
+    entry.save(force_insert=True, using=OWNER_ALIAS)
+    key_id, key = integrity.signing_key()
+    pruned_at = timezone.now()
+    AuditPrune(
+        organization=organization,
+        before=before,
+        entries=len(ids),
+        pruned_at=pruned_at,
+        retention_days=retention_days,
+        entry_ids=packed,
+        log_entry_id=entry.pk,
+        key_id=key_id,
+        signature=integrity.prune_signature(
+            key,
+            organization_id=organization.pk,
+            before=before,
+            retention_days=retention_days,
+            pruned_at=pruned_at,
+            entry_ids=packed,
+            log_entry_id=entry.pk,
+        ),
+    ).save(force_insert=True, using=OWNER_ALIAS)

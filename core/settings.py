@@ -246,6 +246,9 @@ AUDIT_SEAL_KEY = os.environ.get("AUDIT_SEAL_KEY", "")
 AUDIT_SEAL_KEY_FALLBACKS = env_list("AUDIT_SEAL_KEY_FALLBACKS", [])
 # Entries per checkpoint (at most).
 AUDIT_SEAL_BLOCK_ENTRIES = env_int("AUDIT_SEAL_BLOCK_ENTRIES", 10_000, minimum=1)
+# The external witness (audit/witness.py): seal_audit_log appends each checkpoint's signed
+# head to this file, kept where the database's administrators cannot write; empty: none.
+AUDIT_WITNESS_FILE = os.environ.get("AUDIT_WITNESS_FILE", "")
 # Retention (prune_audit_logs, README "Retention"): days audit entries are kept, per plan;
 # an organization's own setting (Organization.audit_retention_days) wins; 0 keeps forever.
 AUDIT_RETENTION_DAYS_PAID = env_int("AUDIT_RETENTION_DAYS_PAID", 365, minimum=0)

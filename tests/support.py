@@ -52,14 +52,14 @@ def as_database_owner(
     (Inserts need not turn it off.) The test must be TRANSACTIONAL."""
     from django.db import connections, transaction
 
-    trigger = {"audit_log": "audit_log_append_only", "audit_seal": "audit_seal_append_only"}
+    trigger = f"{table}_append_only"
     with transaction.atomic(using=OWNER_ALIAS), connections[OWNER_ALIAS].cursor() as cursor:
         if trigger_off:
-            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger[table]}")
+            cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
         for sql, params in statements:
             cursor.execute(sql, params)
         if trigger_off:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger[table]}")
+            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
 
 
 # --- query plans ----------------------------------------------------------------------------

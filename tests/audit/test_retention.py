@@ -112,24 +112,28 @@ def test_pruning_removes_exactly_the_old_entries_and_keeps_totals_exact(
     assert AuditLog.objects.filter(organization=other).count() == others
     _totals_are_exact(org)
 
-    (record,) = AuditLog.objects.filter(organization=org, event=E.AUDIT_LOG_PRUNED)
-    assert record.details == {"entries": 70, "before": before.isoformat(), "retentionDays": 365}
-    assert record.actor_id is None
-    prunes = AuditPrune.objects.filter(organization=org)
-    assert sum(prunes.values_list("entries", flat=True)) == 70
-    assert {p.before for p in prunes} == {before}
+    # Each batch, in its own transaction, records its entry and its signed prune record.
+    records = AuditLog.objects.filter(organization=org, event=E.AUDIT_LOG_PRUNED).order_by("id")
+    assert [r.details["entries"] for r in records] == [16, 16, 16, 16, 6]
+    for record in records:
+        assert record.details["before"] == before.isoformat()
+        assert record.details["retentionDays"] == 365 and record.actor_id is None
+    prunes = AuditPrune.objects.filter(organization=org).order_by("id")
+    assert [p.log_entry_id for p in prunes] == [r.pk for r in records]
+    assert [p.entries for p in prunes] == [16, 16, 16, 16, 6]
+    assert {p.before for p in prunes} == {before} and all(p.signature for p in prunes)
     # Caught up: nothing more to do, and nothing more recorded.
     assert audit_log_prune(organization=org, before=before, retention_days=365).entries == 0
-    assert AuditLog.objects.filter(organization=org, event=E.AUDIT_LOG_PRUNED).count() == 1
+    assert AuditLog.objects.filter(organization=org, event=E.AUDIT_LOG_PRUNED).count() == 5
 
 
 def test_the_chain_verifies_with_pruned_entries_and_still_catches_tampering(
     paid_org: Organization,
 ) -> None:
-    _history(paid_org, days=30)
+    _history(paid_org, days=40)
     audit_log_seal(organization=paid_org, block=9)
-    before = NOW - timedelta(days=20)
-    pruned = audit_log_prune(organization=paid_org, before=before, retention_days=20).entries
+    before = NOW - timedelta(days=30)
+    pruned = audit_log_prune(organization=paid_org, before=before, retention_days=30).entries
     assert pruned == 20
     outcome = audit_log_verify(organization=paid_org)
     assert outcome.ok, outcome.problem

@@ -1,17 +1,21 @@
 """manage.py seal_audit_log [--org SLUG]: signed checkpoints of new entries
 (audit/integrity.py). Meant for cron, at any frequency: runs at once do not conflict (one
-seals an organization, the others skip it), and writers never wait."""
+seals an organization, the others skip it), and writers never wait. With
+AUDIT_WITNESS_FILE, each checkpoint's signed head is appended to it (audit/witness.py).
+An organization whose chain is behind a verified or witnessed checkpoint is not sealed:
+it is reported, and the command exits with status 1."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Sum
 
 from audit.models import AuditLog, AuditSeal
-from audit.services import audit_log_seal
+from audit.services import ChainBehind, audit_log_seal
+from audit.witness import WitnessError
 from core.management.organizations import organizations_named
 from core.progress import ProgressBar
 
@@ -25,6 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
         total_checkpoints = total_entries = 0
+        refused: list[str] = []
         for org in organizations_named(options["org"]):
             sealed = AuditSeal.objects.filter(organization=org).aggregate(n=Sum("entries"))["n"]
             pending = AuditLog.objects.filter(organization=org).count() - (sealed or 0)
@@ -36,7 +41,13 @@ class Command(BaseCommand):
                 done += entries
                 progress.update(done)
 
-            outcome = audit_log_seal(organization=org, progress=advance)
+            try:
+                outcome = audit_log_seal(organization=org, progress=advance)
+            except (ChainBehind, WitnessError) as error:
+                progress.finish()
+                self.stderr.write(str(error))
+                refused.append(org.slug)
+                continue
             progress.finish()
             if outcome.busy:
                 self.stdout.write(f"{org.slug}: another sealer is at work; skipped the rest")
@@ -51,3 +62,5 @@ class Command(BaseCommand):
             f"Sealed {total_entries:,} entries in {total_checkpoints:,} new checkpoint(s) in "
             f"{time.monotonic() - started:.1f}s."
         )
+        if refused:
+            raise CommandError(f"sealing refused for {', '.join(refused)}")

@@ -1,6 +1,8 @@
-"""manage.py verify_audit_log [--org SLUG]: check each organization's signed checkpoints
-and entries (audit/integrity.py), report the first problem, and record the outcome (which
-the GraphQL field auditLogIntegrity shows). Exits with status 1 when anything fails."""
+"""manage.py verify_audit_log [--org SLUG] [--witness FILE]: check each organization's
+signed checkpoints, prune records and entries (audit/integrity.py), that no checkpoint an
+earlier verification checked, or the witness file lists (audit/witness.py), is missing or
+different, report the first problem, and record the outcome (which the GraphQL field
+auditLogIntegrity shows). Exits with status 1 when anything fails."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.services import audit_log_verify
+from audit.witness import WitnessError, witness_read
 from core.database import without_statement_timeout
 from core.management.organizations import organizations_named
 
@@ -19,14 +22,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--org", metavar="SLUG", help="Only this organization.")
+        parser.add_argument(
+            "--witness",
+            metavar="FILE",
+            help="A witness file (AUDIT_WITNESS_FILE) whose checkpoints must all be there.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
         failed = []
         entries = 0
+        witness_file = options["witness"]
+        if witness_file:
+            try:  # read once here, so that a bad file is reported before any work
+                witness_read(witness_file)
+            except WitnessError as error:
+                raise CommandError(str(error)) from None
         for org in organizations_named(options["org"]):
             with without_statement_timeout():
-                outcome = audit_log_verify(organization=org)
+                outcome = audit_log_verify(organization=org, witness_file=witness_file)
             entries += outcome.entries
             through = (
                 f"through checkpoint {outcome.last_sequence} "
