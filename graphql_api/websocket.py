@@ -34,6 +34,7 @@ from functools import partial
 from importlib import import_module
 from typing import Any
 
+from cross_web import HTTPException
 from django.conf import settings
 from django.contrib.auth import aget_user
 from django.http import HttpRequest
@@ -54,10 +55,16 @@ from strawberry.utils.aio import aclosing
 from core.database import run_outside_request
 from core.predicates import user_may_read_audit_logs
 from graphql_api.context import Caller, GraphQLContext
-from graphql_api.errors import ErrorCode, coded_error, database_failure, error_payload
+from graphql_api.errors import (
+    ErrorCode,
+    code_errors,
+    coded_error,
+    database_failure,
+    error_payload,
+)
 from graphql_api.permissions import audit_log_read_refusal
 from graphql_api.schema import schema
-from graphql_api.views import rate_limit_refusal
+from graphql_api.views import rate_limit_refusal, request_json_decode
 
 logger = logging.getLogger("graphql_api.websocket")
 
@@ -115,6 +122,21 @@ class AuditTransportWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None
     the module docstring). ``self.context`` is the connection's: its request holds the
     credentials, and its caller, resolved at connection_init, is who the connection was
     opened by."""
+
+    async def handle_message(self, message: Any) -> None:
+        # The protocol's messages are objects; a subscribe carries an object payload with a
+        # string query. Anything else closes the connection (4400), as malformed JSON does,
+        # instead of failing inside the handler.
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            await self.handle_invalid_message("WebSocket message must be a JSON object with a type")
+            return
+        if message["type"] == "subscribe" and not _is_subscribe(message):
+            await self.handle_invalid_message(
+                "A subscribe message needs a string id and a payload with a string query, "
+                "object variables and a string operationName (or none)"
+            )
+            return
+        await super().handle_message(message)  # type: ignore[arg-type]
 
     async def handle(self) -> None:
         watch = asyncio.create_task(self._watch_credentials())
@@ -214,6 +236,10 @@ class AuditTransportWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None
             await operation.send_operation_message({"id": operation.id, "type": "complete"})
         except _OperationStreamClosed:
             return
+        except GraphQLError as error:
+            # A document the parser cache refuses raises here, before the stream starts
+            # (the HTTP view codes those itself): the operation's error, coded.
+            await operation.send_initial_errors(code_errors([error]))
         except Exception as error:
             await self.handle_task_exception(error)
             with suppress(Exception):
@@ -224,6 +250,14 @@ class AuditTransportWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None
 
 class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
     graphql_transport_ws_handler_class = AuditTransportWSHandler  # type: ignore[assignment]
+
+    def decode_json(self, data: str | bytes) -> object:
+        # One JSON object per message, read as the HTTP view reads a body; what it cannot
+        # read (nesting or integers beyond the decoder) counts as malformed JSON: 4400.
+        try:
+            return request_json_decode(data)
+        except HTTPException as error:
+            raise json.JSONDecodeError(error.reason, "", 0) from None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         request = django_request(WebSocket(scope, receive=receive, send=send))
@@ -281,6 +315,17 @@ class GraphQLWebSocket(GraphQL):  # type: ignore[type-arg]
                 raise
             logger.warning("Database failure at connection_init: %s", type(error).__name__)
         return UNSET
+
+
+def _is_subscribe(message: dict[str, Any]) -> bool:
+    payload = message.get("payload")
+    return (
+        isinstance(message.get("id"), str)
+        and isinstance(payload, dict)
+        and isinstance(payload.get("query"), str)
+        and isinstance(payload.get("variables"), dict | None)
+        and isinstance(payload.get("operationName"), str | None)
+    )
 
 
 def _origin_allowed(scope: Any, meta: dict[str, Any], allowed: Any) -> bool:

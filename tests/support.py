@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -106,6 +107,7 @@ def start_serve(
     port: int, env: Mapping[str, str], *extra_args: str, timeout: float = 120
 ) -> subprocess.Popen[str]:
     """``manage.py serve`` on 127.0.0.1:``port``, returned once it accepts connections."""
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - open as long as the server runs
     process = subprocess.Popen(
         [
             sys.executable,
@@ -128,7 +130,9 @@ def start_serve(
             **env,
         },
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: nothing reads the server's log while it runs, and a full pipe
+        # (Django logs every 4xx as a warning) would stop the server mid-test.
+        stderr=log,
         text=True,
     )
     deadline = time.monotonic() + timeout
@@ -139,7 +143,8 @@ def start_serve(
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                error = process.stderr.read() if process.stderr else ""
+                log.seek(0)
+                error = log.read()
                 raise RuntimeError(f"manage.py serve did not start:\n{error}") from None
             time.sleep(0.1)
 

@@ -96,3 +96,120 @@ def check_response(status: int, text: str, sent: str) -> None:
         assert error["extensions"]["code"] != "INTERNAL_SERVER_ERROR", request
     if status != 200:
         assert body.get("errors"), request
+
+
+# --- beyond schema-valid documents: whatever a socket can carry --------------------------------
+
+RECORD = (
+    "mutation($e: [AuditEventInput!]!) { recordAuditEvents(events: $e) { events { id created } } }"
+)
+PAGE = (
+    "query($f: AuditLogFilter) { auditLogs(first: 3, filter: $f) { totalCount edges { cursor } } }"
+)
+
+
+def _hostile_strategies() -> dict[str, Any]:
+    from hypothesis import strategies as st
+
+    # Every code point, lone surrogates and non-characters included, with NUL favoured.
+    text = st.text(st.characters(blacklist_categories=()), max_size=40) | st.sampled_from(
+        ["\x00", "a\x00b", "\ud800", "x\udfffy", "\ufffe", "\uffff", "\U0010ffff", "+23:59"]
+    )
+    numbers = (
+        st.integers(min_value=-(10**30), max_value=10**30)
+        | st.floats()
+        | st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, 2**63, -(2**63) - 1])
+    )
+    scalars = st.none() | st.booleans() | numbers | text
+    json_values = st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(text, children, max_size=4)
+        ),
+        max_leaves=12,
+    )
+    times = text | st.sampled_from(
+        [
+            "2026-01-01T00:00:00+23:59",
+            "2026-01-01T00:00:00-16:00",
+            "0001-01-01T00:00:00+14:00",
+            "9999-12-31T23:59:59.999999-23:59",
+            "2026-01-01T00:00:00\x00",
+        ]
+    )
+    event = st.fixed_dictionaries(
+        {"idempotencyKey": text, "event": st.sampled_from(["RESOURCE_CREATED", "USER_LOGIN"])},
+        optional={"userEmail": text, "ip": text, "details": json_values, "time": times},
+    )
+    record = st.builds(
+        lambda events: {"query": RECORD, "variables": {"e": events}},
+        st.lists(event, min_size=1, max_size=3),
+    )
+    page = st.builds(
+        lambda f: {"query": PAGE, "variables": {"f": f}},
+        st.fixed_dictionaries(
+            {}, optional={"userEmail": text, "from": times, "to": times, "eventType": text}
+        ),
+    )
+    documents = st.builds(
+        lambda query, variables: {"query": query, "variables": variables},
+        text | json_values,
+        json_values,
+    )
+    return {
+        "bytes": st.binary(max_size=200),
+        "json": json_values,
+        "record": record,
+        "page": page,
+        "document": documents,
+    }
+
+
+def _encode(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    # Lone surrogates go out as JSON escapes, as any client library would send them.
+    return json.dumps(value, allow_nan=True).encode()
+
+
+@pytest.mark.parametrize("kind", ["bytes", "json", "record", "page", "document"])
+def test_no_raw_body_breaks_the_api(fuzz_server: str, token: str, admin: User, kind: str) -> None:
+    """Never a 5xx, an uncoded or internal error, or a partial write, whatever the body."""
+    import requests
+
+    from audit.models import AuditLog
+
+    strategy = _hostile_strategies()[kind]
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    ingested = AuditLog.objects.filter(
+        organization=admin.organization, idempotency_key__isnull=False
+    )
+    sent_count = [0]
+
+    @given(value=strategy)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate],
+    )
+    def run(value: Any) -> None:
+        body = _encode(value)
+        sent = body.decode("utf-8", errors="replace")
+        before = ingested.count()
+        try:
+            response = session.post(
+                fuzz_server + "/graphql/", data=body, headers=headers, timeout=30
+            )
+        except requests.Timeout:
+            raise AssertionError(f"no answer within 30 s\nsent: {sent[:4000]!r}") from None
+        sent_count[0] += 1
+        check_response(response.status_code, response.text, sent)
+        answer = json.loads(response.text)
+        if answer.get("errors"):  # all or nothing
+            assert ingested.count() == before, f"partial write\nsent: {sent[:2000]}"
+
+    run()
+    assert sent_count[0] >= min(EXAMPLES, 10)

@@ -75,12 +75,11 @@ class Connection:
                 return message
             self.socket.send(json.dumps({"type": "pong"}))
 
-    def execute(self, query: str) -> dict[str, Any]:
+    def execute(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The operation's result ({"errors": [...]} for an error message)."""
         operation = str(next(self.ids))
-        self.socket.send(
-            json.dumps({"id": operation, "type": "subscribe", "payload": {"query": query}})
-        )
+        payload = {"query": query, "variables": variables or {}}
+        self.socket.send(json.dumps({"id": operation, "type": "subscribe", "payload": payload}))
         message = self.receive()
         assert message.get("id") == operation, message
         if message["type"] == "error":
@@ -250,3 +249,56 @@ def test_an_origin_of_another_scheme_is_refused(server: str, admin: User) -> Non
     same = Connection(server, writer_token(admin)[1], {"Origin": f"http://127.0.0.1:{port}"})
     assert codes(same.execute(TYPES)) == []
     same.close()
+
+
+# --- hostile messages -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "[" * 100_000,
+        '{"type": "subscribe", "id": "1", "payload": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        '{"type": "subscribe", "id": "1", "payload": {"query": "{ __typename }", '
+        '"variables": {"n": ' + "9" * 5000 + "}}}",
+        "null",
+        '"x"',
+        "\udcff",
+    ],
+    ids=["deep-array", "deep-payload", "long-integer", "null", "string", "surrogate"],
+)
+def test_a_message_that_is_not_the_protocol_closes_with_4400_and_the_server_lives_on(
+    server: str, admin: User, message: str
+) -> None:
+    connection = Connection(server, writer_token(admin)[1])
+    connection.socket.send(message.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+    code, _ = connection.closed_with()
+    assert code == 4400
+    fresh = Connection(server, writer_token(admin)[1])
+    assert codes(fresh.execute(TYPES)) == []
+    fresh.close()
+
+
+def test_values_postgresql_cannot_store_are_bad_input_over_a_websocket_too(
+    connect: Any, admin: User
+) -> None:
+    connection = connect(writer_token(admin)[1])
+    for bad in [
+        '{userEmail: "a\\u0000b"}',
+        '{userEmail: "\\ud800"}',
+        '{from: "2026-01-01T00:00:00+23:59"}',
+    ]:
+        result = connection.execute("{ auditLogs(first: 1, filter: " + bad + ") { totalCount } }")
+        if "+23:59" in bad:
+            assert codes(result) == []
+        else:
+            assert codes(result) == ["BAD_USER_INPUT"], result
+    # A lone surrogate in a GraphQL string literal is a syntax error; in variables, the value
+    # reaches the checks of recordAuditEvents.
+    assert codes(connection.execute(RECORD.replace('"KEY"', '"\\ud800"'))) == ["BAD_USER_INPUT"]
+    record = "mutation($e: [AuditEventInput!]!) { recordAuditEvents(events: $e) { events { id } } }"
+    result = connection.execute(
+        record, {"e": [{"idempotencyKey": "\ud800", "event": "USER_LOGIN"}]}
+    )
+    assert codes(result) == ["BAD_USER_INPUT"]
+    assert result["errors"][0]["extensions"]["problems"][0]["field"] == "idempotencyKey"
