@@ -34,7 +34,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
-from audit import integrity
+from audit import integrity, witness
 from audit.context import audit_context_get
 from audit.events import RECORDED_BY_THE_AUDIT_LOG, AuditEventType
 from audit.models import (
@@ -458,8 +458,6 @@ def _expected_checkpoints(
 ) -> dict[int, integrity.Expected]:
     """The checkpoints the chain must still hold: the last one a verification checked,
     and every one in the witness file (when given and present)."""
-    from audit import witness
-
     expected: dict[int, integrity.Expected] = {}
     if witness_file:
         witnessed = witness.witness_read(witness_file).get(organization.pk, {})
@@ -517,8 +515,6 @@ def audit_log_seal(
     Refuses (``ChainBehind``) to continue a chain that lacks, or differs at, a checkpoint
     that was verified or witnessed (``AUDIT_WITNESS_FILE``). With a witness file, each
     checkpoint's line is appended to it once the checkpoint is committed."""
-    from audit import witness
-
     block = block or settings.AUDIT_SEAL_BLOCK_ENTRIES
     witness_file = settings.AUDIT_WITNESS_FILE or None
     behind = _chain_behind(

@@ -51,6 +51,11 @@ class GraphQLContext(StrawberryDjangoContext):
     # work must hand its connection back itself (core.database.run_outside_request).
     outside_request_cycle: bool = False
 
+    @property
+    def resolved_caller(self) -> Caller | None:
+        """The caller, if ``caller()`` has resolved it already (else None)."""
+        return self._caller
+
     async def caller(self) -> Caller:
         if self._caller is None:
             if self.outside_request_cycle:

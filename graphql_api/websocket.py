@@ -158,7 +158,7 @@ class AuditTransportWSHandler(BaseGraphQLTransportWSHandler[GraphQLContext, None
     def _lost_credentials(self, now: Caller) -> _Refusal | None:
         """A refusal that closes the connection, when the caller it was opened by is not
         the caller now, or could read audit logs and no longer may."""
-        opened_by = self.context._caller
+        opened_by = self.context.resolved_caller
         if opened_by is None or opened_by.user is None:
             return None  # opened without valid credentials: each operation is judged alone
         if now.user is None or now.user.pk != opened_by.user.pk:

@@ -27,6 +27,15 @@ from tests.support import TRANSACTIONAL
 pytestmark = TRANSACTIONAL
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "60"))
+# No shrinking: each call is an HTTP request, and a failure must stay quick to report (the
+# failing case is printed as found).
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 LEAKS = ("Traceback", 'File "', "psycopg", "django.", "SELECT ", "INSERT ", "audit_log_")
 
 
@@ -63,15 +72,7 @@ def test_no_input_breaks_the_api(fuzz_server: str, token: str) -> None:
 
 def fuzz(operation: Any, token: str, calls: dict[str, int]) -> None:
     @given(case=operation.as_strategy())
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        # No shrinking: each call is an HTTP request, and a failure must stay quick to
-        # report (the failing case is printed as found).
-        phases=[Phase.explicit, Phase.generate],
-    )
+    @FUZZ_SETTINGS
     def run(case: Any) -> None:
         response = case.call(headers={"Authorization": f"Bearer {token}"}, timeout=30)
         calls[operation.label] = calls.get(operation.label, 0) + 1
@@ -188,13 +189,7 @@ def test_no_raw_body_breaks_the_api(fuzz_server: str, token: str, admin: User, k
     sent_count = [0]
 
     @given(value=strategy)
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.generate],
-    )
+    @FUZZ_SETTINGS
     def run(value: Any) -> None:
         body = _encode(value)
         sent = body.decode("utf-8", errors="replace")
