@@ -164,7 +164,8 @@ def latency(port: int, token: str, organization: Any, seconds: float) -> dict[st
             leftover = asyncio.all_tasks(loop)
             for task in leftover:
                 task.cancel()
-            loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+            if leftover:  # gather() of nothing would look for this thread's loop
+                loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
             loop.close()
 
     clients = threading.Thread(target=run_clients, daemon=True)
