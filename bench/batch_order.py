@@ -87,7 +87,7 @@ def main() -> None:
     for round_ in range(rounds + 1):
         for label in list(statements) if round_ % 2 else list(statements)[::-1]:
             columns = _columns(size)
-            arguments = (
+            arguments: list[Any] = (
                 [organization.pk, *columns]
                 if label == "order given"
                 else [*columns, organization.pk]

@@ -22,21 +22,35 @@ DEBUG = env_bool("DEBUG", False)
 
 
 def _secret_key() -> str:
+    """``SECRET_KEY`` from the environment; else, for a checkout on one machine (its
+    embedded database, or ``DEBUG``), one random key generated once and kept in
+    ``.data/secret-key`` (mode 0600), which the server and every ``manage.py`` command of
+    the checkout share: sessions, cursors and checkpoints signed by one verify in the
+    others. A server named by ``DATABASE_URL`` with ``DEBUG`` off needs its own."""
     key = os.environ.get("SECRET_KEY", "")
     if key:
         return key
-    if not DEBUG:
+    if not DEBUG and os.environ.get("DATABASE_URL", "").strip():
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set when DEBUG is off. Generate one with: "
-            "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            "SECRET_KEY must be set when DEBUG is off and DATABASE_URL names a database "
+            "server. Set it to the same value for the server and every manage.py command "
+            "(it signs sessions, cursors and, unless AUDIT_SEAL_KEY is set, checkpoints); "
+            "generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(50))'"
         )
-    # Development only: one random key per checkout, kept so sessions survive restarts.
-    path = BASE_DIR / ".data" / "dev-secret-key"
+    data = BASE_DIR / ".data"
+    path = data / "secret-key"
+    legacy = data / "dev-secret-key"  # the name of the file before it served every mode
+    if not path.exists() and legacy.exists():
+        legacy.rename(path)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(50))
+        data.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process of the checkout made it first
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 

@@ -53,18 +53,19 @@ def test_env_bool_and_networks(monkeypatch: pytest.MonkeyPatch) -> None:
         env_networks("NETS")
 
 
-def test_missing_secret_key_with_debug_off_is_a_clear_startup_error() -> None:
+def test_missing_secret_key_for_a_named_server_with_debug_off_is_a_one_line_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
     result = subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
-        env={**env, "DEBUG": "0"},
+        env={**env, "DEBUG": "0", "DATABASE_URL": "postgres://app@db.internal/auditlog"},
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode != 0
-    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "SECRET_KEY must be set when DEBUG is off and DATABASE_URL names" in line
 
 
 @pytest.mark.parametrize(
