@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
 # Tests never use a real secret; production must set its own SECRET_KEY.
 TEST_ENV := SECRET_KEY=test-only-not-secret DEBUG=0
 
-.PHONY: install run test bench soak backup restore schema schema-check lint typecheck check lock clean-data
+.PHONY: install run test bench soak backup restore schema schema-check lint typecheck check lock clean-data graphiql-assets
 
 install: $(STAMP)
 
@@ -74,6 +74,10 @@ lock: install
 	$(PY) -m pip install --quiet uv
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 		--generate-hashes --no-header -o requirements.lock
+
+## Fetch GraphiQL's pinned files with npm into graphql_api/static/graphiql (maintainers; the files are committed).
+graphiql-assets: install
+	$(PY) -m graphql_api.assets
 
 ## Delete the embedded database (stop `make run` first; it is recreated on next use).
 clean-data:
