@@ -1,4 +1,5 @@
-"""URL routes: the GraphQL API (/graphql/), file exports (/audit-logs/export), sign-in for the browser and GraphiQL
+"""URL routes: the Audit Logs page (/audit-logs/, where / leads), the GraphQL API and
+GraphiQL (/graphql/), file exports (/audit-logs/export), sign-in for the browser
 (/accounts/), and the Django admin for operators (/admin/)."""
 
 from django.contrib import admin
@@ -7,10 +8,12 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from graphql_api.exports import export_view
+from graphql_api.pages import audit_logs_page
 from graphql_api.views import graphql_view
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/graphql/", permanent=False)),
+    path("", RedirectView.as_view(url="/audit-logs/", permanent=False)),
+    path("audit-logs/", audit_logs_page, name="audit-logs"),
     path("graphql/", graphql_view, name="graphql"),
     path("audit-logs/export", export_view, name="audit-logs-export"),
     path(

@@ -40,7 +40,7 @@ def browser(admin: User) -> Client:
             "csrfmiddlewaretoken": client.cookies["csrftoken"].value,
         },
     )
-    assert response.status_code == 302 and response["Location"] == "/graphql/"
+    assert response.status_code == 302 and response["Location"] == "/audit-logs/"
     return client
 
 
