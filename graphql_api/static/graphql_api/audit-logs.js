@@ -20,8 +20,8 @@ query AuditLogPage($filter: AuditLogFilter, $first: Int, $after: String, $last: 
 }`;
 const TYPES_QUERY = "{ auditEventTypes { value description } }";
 const FOLLOW = `
-subscription Follow($filter: AuditLogFilter) {
-  auditLogCreated(filter: $filter) {
+subscription Follow($filter: AuditLogFilter, $after: String) {
+  auditLogCreated(filter: $filter, after: $after) {
     cursor
     node { id event time ip details user { email name } }
   }
@@ -320,8 +320,16 @@ function stopLive() {
   ui.liveStatus.textContent = "";
 }
 
+function showingNewest() {
+  const state = current?.state;
+  return Boolean(state && state.page === 1 && !state.after && !state.before);
+}
+
 function follow() {
   const filter = apiFilter(readState());
+  // From the newest entry shown, so that nothing recorded since the page was read is
+  // missed (the stream replays what is newer, then goes live); elsewhere, from now on.
+  const after = showingNewest() ? current.edges[0]?.cursor || null : null;
   const key = JSON.stringify(filter);
   if (socket && following === key) return;
   stopLive();
@@ -334,7 +342,8 @@ function follow() {
   ws.addEventListener("message", (message) => {
     const data = JSON.parse(message.data);
     if (data.type === "connection_ack") {
-      ws.send(JSON.stringify({ id: "live", type: "subscribe", payload: { query: FOLLOW, variables: { filter } } }));
+      const variables = { filter, after };
+      ws.send(JSON.stringify({ id: "live", type: "subscribe", payload: { query: FOLLOW, variables } }));
       ui.liveStatus.textContent = "Live: new entries appear as they are recorded.";
     } else if (data.type === "ping") {
       ws.send(JSON.stringify({ type: "pong" }));
@@ -366,8 +375,8 @@ function liveFailed(error) {
 }
 
 function arrived(edge) {
-  const state = current?.state;
-  if (state && state.page === 1 && !state.after && !state.before) {
+  if (showingNewest()) {
+    if (current.edges.some((shown) => shown.node.id === edge.node.id)) return;
     current.edges = [edge, ...current.edges].slice(0, PAGE_SIZE);
     current.totalCount += 1;
     render();

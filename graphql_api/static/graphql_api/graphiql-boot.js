@@ -1,7 +1,8 @@
 // GraphiQL at /graphql/ (graphql_api/templates/graphql_api/graphiql.html), on the files this
 // backend serves (graphql_api/assets.py): queries and mutations over HTTP with the
 // session and its CSRF token, subscriptions over the WebSocket at the same URL.
-// Adapted from Strawberry's GraphiQL page; a file of its own, so that the page's
+// The editor keeps its document in ?q= (?query= would run it). Adapted from Strawberry's
+// GraphiQL page; a file of its own, so that the page's
 // Content-Security-Policy allows scripts from this origin only.
 "use strict";
 
@@ -55,7 +56,7 @@ if (csrfToken) headers["X-CSRFToken"] = csrfToken;
 const fetcher = GraphiQL.createFetcher({ url: fetchURL, headers, subscriptionUrl: subscriptionURL });
 
 function GraphiQLWithExplorer() {
-  const [query, setQuery] = React.useState(parameters.query || EXAMPLE_QUERY);
+  const [query, setQuery] = React.useState(parameters.q || EXAMPLE_QUERY);
   const [variables, setVariables] = React.useState(parameters.variables);
   const explorer = React.useMemo(() => GraphiQLPluginExplorer.explorerPlugin(), []);
   return React.createElement(GraphiQL, {
@@ -66,7 +67,7 @@ function GraphiQLWithExplorer() {
     variables,
     onEditQuery(value) {
       setQuery(value);
-      updateURL({ query: value });
+      updateURL({ q: value });
     },
     onEditVariables(value) {
       setVariables(value);
