@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from core.csp import with_page_csp
 from graphql_api.exports import export_view
 from graphql_api.pages import audit_logs_page
 from graphql_api.views import graphql_view
@@ -18,7 +19,7 @@ urlpatterns = [
     path("audit-logs/export", export_view, name="audit-logs-export"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        with_page_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True)),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -99,7 +99,7 @@ def test_browser_session_through_uvicorn(live_server_url: str, admin: User, sett
         opener.open(
             urllib.request.Request(login, data=form, headers={"Referer": login}), timeout=10
         )
-    assert redirect.value.code == 302 and redirect.value.headers["Location"] == "/graphql/"
+    assert redirect.value.code == 302 and redirect.value.headers["Location"] == "/audit-logs/"
     csrf = next(c.value for c in jar if c.name == "csrftoken")
     assert csrf is not None
     query = json.dumps({"query": "{ auditLogs(first: 1) { totalCount } }"}).encode()
