@@ -441,11 +441,11 @@ def _wait_for(port: int, server: subprocess.Popen[bytes]) -> None:
     raise SystemExit("the server did not start within 60s")
 
 
-def bench_reader_token(name: str) -> str:
-    """For the side studies (bench.limiter, bench.compare): point this process at the bench
-    database with production settings, and return a new API token of the 1M organization's
-    administrator."""
-    bench_url, _, _server = bench_database_urls()  # the embedded server is held until exit
+def use_bench_database() -> None:
+    """Point this process at the bench database with production settings, and set Django
+    up (for the side studies; the embedded server is held until the process exits)."""
+    bench_url, _, _server = bench_database_urls()
+    _held.append(_server)
     os.environ.update(
         {
             "DATABASE_URL": bench_url,
@@ -457,6 +457,16 @@ def bench_reader_token(name: str) -> str:
     import django
 
     django.setup()
+
+
+_held: list[Any] = []
+
+
+def bench_reader_token(name: str) -> str:
+    """For the side studies (bench.limiter, bench.compare): point this process at the bench
+    database with production settings, and return a new API token of the 1M organization's
+    administrator."""
+    use_bench_database()
     from bench.dataset import bench_organization
     from core.database import close_all_connections
     from core.services import api_token_create

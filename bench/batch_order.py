@@ -57,20 +57,9 @@ def _columns(size: int) -> list[list[Any]]:
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from bench.__main__ import bench_database_urls
+    from bench.__main__ import use_bench_database
 
-    bench_url, _, _server = bench_database_urls()  # the embedded server is held until exit
-    os.environ.update(
-        {
-            "DATABASE_URL": bench_url,
-            "DEBUG": "0",
-            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench-only-not-secret"),
-            "DJANGO_SETTINGS_MODULE": "core.settings",
-        }
-    )
-    import django
-
-    django.setup()
+    use_bench_database()
     from django.db import connection, transaction
 
     from audit.services import _BATCH_INSERT
