@@ -41,8 +41,9 @@ class Command(BaseCommand):
         close_all_connections()  # workers open their own; don't hold these while serving
         base = f"http://{options['host']}:{options['port']}"
         self.stdout.write(
-            f"Serving GraphiQL on {base}/graphql/ (sign in at {base}/accounts/login/; "
-            f"admin at /admin/; DEBUG={'on' if settings.DEBUG else 'off'}). Ctrl-C stops."
+            f"Serving on {base}/ (the Audit Logs page at {base}/audit-logs/, GraphiQL at "
+            f"{base}/graphql/; sign in at {base}/accounts/login/; admin at /admin/; "
+            f"DEBUG={'on' if settings.DEBUG else 'off'}). Ctrl-C stops."
         )
         # uvicorn shuts down gracefully on SIGTERM and then raises the signal again; with
         # the default action that kills the process before its exit hooks run (and the
