@@ -454,14 +454,11 @@ class ChainBehind(ValueError):
 
 
 def _expected_checkpoints(
-    organization: Organization, witness_file: str | None
+    organization: Organization, witnessed: witness.Witness | None
 ) -> dict[int, integrity.Expected]:
     """The checkpoints the chain must still hold: the last one a verification checked,
-    and every one in the witness file (when given and present)."""
-    expected: dict[int, integrity.Expected] = {}
-    if witness_file:
-        witnessed = witness.witness_read(witness_file).get(organization.pk, {})
-        expected.update(witness.expectations(witnessed, witness_file))
+    and every one the witness holds (when given)."""
+    expected = witnessed.expected(organization.pk) if witnessed is not None else {}
     verified = (
         AuditVerification.objects.filter(
             organization=organization, last_head__isnull=False, last_sequence__isnull=False
@@ -506,6 +503,7 @@ def audit_log_seal(
     organization: Organization,
     block: int | None = None,
     progress: Callable[[int], None] | None = None,
+    witnessed: witness.Witness | None = None,
 ) -> SealOutcome:
     """Seal the organization's entries that are final and not yet sealed, one checkpoint
     (at most ``block`` entries, ``AUDIT_SEAL_BLOCK_ENTRIES`` by default) per short
@@ -514,15 +512,14 @@ def audit_log_seal(
 
     Refuses (``ChainBehind``) to continue a chain that lacks, or differs at, a checkpoint
     that was verified or witnessed (``AUDIT_WITNESS_FILE``). With a witness file, each
-    checkpoint's line is appended to it once the checkpoint is committed."""
+    checkpoint's line is appended to it once the checkpoint is committed. ``witnessed``
+    is that file as read already (a caller sealing many organizations reads it once);
+    without it, the file is read here."""
     block = block or settings.AUDIT_SEAL_BLOCK_ENTRIES
     witness_file = settings.AUDIT_WITNESS_FILE or None
-    behind = _chain_behind(
-        organization,
-        _expected_checkpoints(
-            organization, witness_file if witness_file and os.path.exists(witness_file) else None
-        ),
-    )
+    if witnessed is None and witness_file and os.path.exists(witness_file):
+        witnessed = witness.Witness.read(witness_file)
+    behind = _chain_behind(organization, _expected_checkpoints(organization, witnessed))
     if behind is not None:
         raise ChainBehind(f"{organization.slug}: sealing refused: {behind}")
     checkpoints = entries = 0
@@ -577,15 +574,15 @@ def audit_log_seal(
 
 
 def audit_log_verify(
-    *, organization: Organization, witness_file: str | None = None
+    *, organization: Organization, witnessed: witness.Witness | None = None
 ) -> AuditVerification:
     """Verify the organization's chain (audit/integrity.py) from one snapshot, and record
     the outcome, which ``auditLogIntegrity`` reports. The chain must still hold the last
-    checkpoint an earlier verification checked, and every checkpoint of ``witness_file``
-    (audit/witness.py; WitnessError when it cannot be read)."""
+    checkpoint an earlier verification checked, and every checkpoint ``witnessed`` holds
+    (audit/witness.py)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        expected = _expected_checkpoints(organization, witness_file)
+        expected = _expected_checkpoints(organization, witnessed)
         report = integrity.verify(organization.pk, expected)
     return AuditVerification.objects.create(
         organization=organization,

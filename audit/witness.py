@@ -129,11 +129,22 @@ def witness_read(path: str | Path) -> dict[int, dict[int, WitnessedCheckpoint]]:
     return found
 
 
-def expectations(
-    witnessed: dict[int, WitnessedCheckpoint], path: str | Path
-) -> dict[int, integrity.Expected]:
-    """One organization's witnessed checkpoints as the verifier's expectations."""
-    return {
-        sequence: integrity.Expected(checkpoint.head, f"witnessed in {path} line {checkpoint.line}")
-        for sequence, checkpoint in witnessed.items()
-    }
+@dataclass(frozen=True)
+class Witness:
+    """A witness file, read once: its checkpoints by organization and sequence."""
+
+    path: str
+    checkpoints: dict[int, dict[int, WitnessedCheckpoint]]
+
+    @classmethod
+    def read(cls, path: str | Path) -> Witness:
+        return cls(str(path), witness_read(path))
+
+    def expected(self, organization_id: int) -> dict[int, integrity.Expected]:
+        """One organization's witnessed checkpoints, as the verifier's expectations."""
+        return {
+            sequence: integrity.Expected(
+                checkpoint.head, f"witnessed in {self.path} line {checkpoint.line}"
+            )
+            for sequence, checkpoint in self.checkpoints.get(organization_id, {}).items()
+        }

@@ -34,7 +34,7 @@ from audit.services import (
     audit_log_seal,
     audit_log_verify,
 )
-from audit.witness import WitnessError, witness_read
+from audit.witness import Witness, WitnessError, witness_read
 from core.models import Organization
 from tests.support import TRANSACTIONAL, as_database_owner
 
@@ -259,7 +259,7 @@ def test_the_witness_catches_a_rollback_that_also_removed_the_verifications(
 ) -> None:
     entries = _record(paid_org, 20)
     audit_log_seal(organization=paid_org, block=BLOCK)
-    assert audit_log_verify(organization=paid_org, witness_file=str(witness_file)).ok
+    assert audit_log_verify(organization=paid_org, witnessed=Witness.read(witness_file)).ok
     _cut_newest_checkpoint(paid_org, entries[-1])
     as_database_owner(
         ("DELETE FROM audit_verification WHERE organization_id = %s", [paid_org.pk]),
@@ -272,7 +272,7 @@ def test_the_witness_catches_a_rollback_that_also_removed_the_verifications(
         ("DELETE FROM audit_verification WHERE organization_id = %s", [paid_org.pk]),
         table="audit_verification",
     )
-    outcome = _failed(paid_org, witness_file=str(witness_file))
+    outcome = _failed(paid_org, witnessed=Witness.read(witness_file))
     assert f"witnessed in {witness_file} line 3" in outcome.problem
     with pytest.raises(ChainBehind, match="witnessed"):
         audit_log_seal(organization=paid_org, block=BLOCK)
@@ -289,7 +289,7 @@ def test_a_chain_rewritten_and_sealed_again_differs_from_its_witness(
     with override_settings(AUDIT_WITNESS_FILE=""):
         assert audit_log_seal(organization=paid_org, block=BLOCK).checkpoints == 1
         assert audit_log_verify(organization=paid_org).ok
-    outcome = _failed(paid_org, witness_file=str(witness_file))
+    outcome = _failed(paid_org, witnessed=Witness.read(witness_file))
     assert "checkpoint 3 differs from the one witnessed" in outcome.problem
 
     out = io.StringIO()

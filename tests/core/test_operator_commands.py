@@ -127,13 +127,17 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def test_the_system_python_has_no_django() -> None:
-    # Otherwise the test below would not show that manage.py finds the checkout's .venv.
+def test_a_python_without_django_runs_the_command_with_the_checkouts_venv(
+    checkout: tuple[Path, str],
+) -> None:
     probe = subprocess.run(
         [PYTHON, "-c", "import django"], env=CLEAN_ENV, capture_output=True, check=False
     )
     if probe.returncode == 0:
-        pytest.skip(f"{PYTHON} has Django installed; the re-run with .venv is not exercised")
+        pytest.skip(f"{PYTHON} has Django installed: manage.py has no reason to switch")
+    copy, _ = checkout
+    out = ok(run(copy, "shell", "-c", "import sys; print(sys.prefix)"))
+    assert Path(out.strip().splitlines()[-1]).resolve() == (copy / ".venv").resolve()
 
 
 def test_product_commands_run_as_written_beside_the_server(checkout: tuple[Path, str]) -> None:

@@ -7,15 +7,17 @@ it is reported, and the command exits with status 1."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Sum
 
 from audit.models import AuditLog, AuditSeal
 from audit.services import ChainBehind, audit_log_seal
-from audit.witness import WitnessError
+from audit.witness import Witness, WitnessError
 from core.management.organizations import organizations_named
 from core.progress import ProgressBar
 
@@ -30,6 +32,13 @@ class Command(BaseCommand):
         started = time.monotonic()
         total_checkpoints = total_entries = 0
         refused: list[str] = []
+        witnessed = None
+        path = settings.AUDIT_WITNESS_FILE
+        if path and os.path.exists(path):
+            try:  # read once, for every organization
+                witnessed = Witness.read(path)
+            except WitnessError as error:
+                raise CommandError(f"sealing refused: {error}") from None
         for org in organizations_named(options["org"]):
             sealed = AuditSeal.objects.filter(organization=org).aggregate(n=Sum("entries"))["n"]
             pending = AuditLog.objects.filter(organization=org).count() - (sealed or 0)
@@ -42,8 +51,8 @@ class Command(BaseCommand):
                 progress.update(done)
 
             try:
-                outcome = audit_log_seal(organization=org, progress=advance)
-            except (ChainBehind, WitnessError) as error:
+                outcome = audit_log_seal(organization=org, progress=advance, witnessed=witnessed)
+            except ChainBehind as error:
                 progress.finish()
                 self.stderr.write(str(error))
                 refused.append(org.slug)

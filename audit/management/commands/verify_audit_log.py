@@ -12,7 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.services import audit_log_verify
-from audit.witness import WitnessError, witness_read
+from audit.witness import Witness, WitnessError
 from core.database import without_statement_timeout
 from core.management.organizations import organizations_named
 
@@ -32,15 +32,15 @@ class Command(BaseCommand):
         started = time.monotonic()
         failed = []
         entries = 0
-        witness_file = options["witness"]
-        if witness_file:
-            try:  # read once here, so that a bad file is reported before any work
-                witness_read(witness_file)
+        witnessed = None
+        if options["witness"]:
+            try:  # read once, before any work, for every organization
+                witnessed = Witness.read(options["witness"])
             except WitnessError as error:
                 raise CommandError(str(error)) from None
         for org in organizations_named(options["org"]):
             with without_statement_timeout():
-                outcome = audit_log_verify(organization=org, witness_file=witness_file)
+                outcome = audit_log_verify(organization=org, witnessed=witnessed)
             entries += outcome.entries
             through = (
                 f"through checkpoint {outcome.last_sequence} "
