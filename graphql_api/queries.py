@@ -8,6 +8,8 @@ which owns the organization scope, the filters, the order and the keyset paginat
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import strawberry
@@ -75,10 +77,113 @@ def _position(name: str, cursor: str | None, organization: Organization) -> Audi
         raise bad_user_input(f"{name}: {error}.") from error
 
 
+@dataclass(frozen=True, slots=True)
+class AuditLogsArguments:
+    """The arguments of one ``auditLogs`` field, checked and decoded for the caller's
+    organization; BAD_USER_INPUT says what is wrong. Shared by the resolver and the
+    compiled read path (graphql_api/compiled.py), so both refuse the same input."""
+
+    organization: Organization
+    filters: AuditLogFilter
+    first: int | None
+    after: AuditLogPosition | None
+    last: int | None
+    before: AuditLogPosition | None
+
+    @classmethod
+    def checked(
+        cls,
+        organization: Organization,
+        filter: AuditLogFilterInput | None,
+        first: int | None,
+        after: str | None,
+        last: int | None,
+        before: str | None,
+    ) -> AuditLogsArguments:
+        filters = filter.to_selector_filter() if filter is not None else AuditLogFilter()
+        _check_page_size("first", first)
+        _check_page_size("last", last)
+        return cls(
+            organization=organization,
+            filters=filters,
+            first=first,
+            after=_position("after", after, organization),
+            last=last,
+            before=_position("before", before, organization),
+        )
+
+    @property
+    def total_key(self) -> tuple[str, int, AuditLogFilter]:
+        """What makes two fields' totals the same number, for the request's memo."""
+        return ("audit_log_total", self.organization.pk, self.filters)
+
+    def read(
+        self,
+        *,
+        page: bool,
+        with_total: bool,
+        prepare: Callable[[QuerySet[AuditLogModel]], QuerySet[AuditLogModel]] | None = None,
+    ) -> AuditLogPage:
+        """The page (when ``page``: edges or pageInfo are selected) and the total (when
+        ``with_total``), in one statement; only the total, or nothing, otherwise."""
+        if page:
+            return audit_log_page(
+                organization=self.organization,
+                filters=self.filters,
+                first=self.first,
+                after=self.after,
+                last=self.last,
+                before=self.before,
+                with_total=with_total,
+                prepare=prepare,
+            )
+        count = (
+            audit_log_count(organization=self.organization, filters=self.filters)
+            if with_total
+            else None
+        )
+        return AuditLogPage(
+            entries=[], has_next_page=False, has_previous_page=False, total_count=count
+        )
+
+
+def entry_cursor(organization: Organization, entry: AuditLogModel) -> str:
+    return cursor_encode(organization_id=organization.pk, position=AuditLogPosition.of(entry))
+
+
 def _checkpoint(seal: AuditSealModel | None) -> AuditCheckpoint | None:
     if seal is None:
         return None
     return AuditCheckpoint(sequence=seal.sequence, sealed_at=seal.sealed_at, entries=seal.entries)
+
+
+def audit_log_integrity_of(organization: Organization) -> AuditLogIntegrity:
+    """The auditLogIntegrity value of an organization (reads the database)."""
+    found = audit_integrity_status(organization=organization)
+    verification = found.verification
+    if verification is None:
+        status = AuditLogIntegrityStatus.NOT_VERIFIED
+    else:
+        status = (
+            AuditLogIntegrityStatus.VERIFIED if verification.ok else AuditLogIntegrityStatus.FAILED
+        )
+    return AuditLogIntegrity(
+        status=status,
+        verified_at=verification.verified_at if verification else None,
+        last_verified_checkpoint=_checkpoint(found.verified_checkpoint),
+        entries_verified=verification.entries if verification else 0,
+        entries_pruned=verification.pruned if verification else 0,
+        entries_not_yet_sealed=verification.unsealed if verification else 0,
+        problem=(verification.problem or None) if verification else None,
+        newest_checkpoint=_checkpoint(found.newest_checkpoint),
+    )
+
+
+def audit_event_types() -> list[AuditEventTypeInfo]:
+    return [
+        AuditEventTypeInfo(value=AuditEventType(member.value), description=member.label)
+        for member in AuditEventVocabulary
+    ]
 
 
 @strawberry.type
@@ -129,16 +234,13 @@ class AuditLogQueries:
         assert user is not None  # the permission classes let only readers through
         organization = user.organization
         assert organization is not None  # an administrator belongs to an organization
-        filters = filter.to_selector_filter() if filter is not None else AuditLogFilter()
-        _check_page_size("first", first)
-        _check_page_size("last", last)
-        after_position = _position("after", after, organization)
-        before_position = _position("before", before, organization)
+        arguments = AuditLogsArguments.checked(organization, filter, first, after, last, before)
 
-        wanted = _selected_names(info.selected_fields[0].selections)
+        # Every node of the field: the same response key may be selected more than once.
+        wanted = _selected_names([s for f in info.selected_fields for s in f.selections])
         # The total is computed once per request: the first field to want it computes it
         # and publishes a future that any other (aliased) auditLogs field awaits.
-        total_key = ("audit_log_total", organization.pk, filters)
+        total_key = arguments.total_key
         total: asyncio.Future[int] | None = context.memo.get(total_key)
         with_total = "totalCount" in wanted and total is None
         if with_total:
@@ -149,26 +251,11 @@ class AuditLogQueries:
             return optimize(queryset, info, store=OptimizerStore(only=["id", "time"]))
 
         try:
-            if wanted & {"edges", "pageInfo"}:
-                page = await sync_to_async(audit_log_page)(
-                    organization=organization,
-                    filters=filters,
-                    first=first,
-                    after=after_position,
-                    last=last,
-                    before=before_position,
-                    with_total=with_total,
-                    prepare=load_selected_columns,
-                )
-            else:  # only the total: no page to read
-                count = (
-                    await sync_to_async(audit_log_count)(organization=organization, filters=filters)
-                    if with_total
-                    else None
-                )
-                page = AuditLogPage(
-                    entries=[], has_next_page=False, has_previous_page=False, total_count=count
-                )
+            page = await sync_to_async(arguments.read)(
+                page=bool(wanted & {"edges", "pageInfo"}),
+                with_total=with_total,
+                prepare=load_selected_columns,
+            )
         except BaseException:
             if with_total and total is not None:
                 total.cancel()
@@ -178,13 +265,8 @@ class AuditLogQueries:
             total.set_result(page.total_count)
 
         edges = [
-            AuditLogEdge(
-                cursor=cursor_encode(
-                    organization_id=organization.pk, position=AuditLogPosition.of(entry)
-                ),
-                # A model instance resolves as the AuditLog type.
-                node=entry,  # type: ignore[arg-type]
-            )
+            # A model instance resolves as the AuditLog type.
+            AuditLogEdge(cursor=entry_cursor(organization, entry), node=entry)  # type: ignore[arg-type]
             for entry in page.entries
         ]
         return AuditLogConnection(
@@ -208,26 +290,7 @@ class AuditLogQueries:
     async def audit_log_integrity(self, info: Info[Any, Any]) -> AuditLogIntegrity:
         user = (await context_of(info).caller()).user
         assert user is not None and user.organization is not None  # a reader, as above
-        found = await sync_to_async(audit_integrity_status)(organization=user.organization)
-        verification = found.verification
-        if verification is None:
-            status = AuditLogIntegrityStatus.NOT_VERIFIED
-        else:
-            status = (
-                AuditLogIntegrityStatus.VERIFIED
-                if verification.ok
-                else AuditLogIntegrityStatus.FAILED
-            )
-        return AuditLogIntegrity(
-            status=status,
-            verified_at=verification.verified_at if verification else None,
-            last_verified_checkpoint=_checkpoint(found.verified_checkpoint),
-            entries_verified=verification.entries if verification else 0,
-            entries_pruned=verification.pruned if verification else 0,
-            entries_not_yet_sealed=verification.unsealed if verification else 0,
-            problem=(verification.problem or None) if verification else None,
-            newest_checkpoint=_checkpoint(found.newest_checkpoint),
-        )
+        return await sync_to_async(audit_log_integrity_of)(user.organization)
 
     @strawberry.field(
         description=(
@@ -236,10 +299,7 @@ class AuditLogQueries:
         )
     )
     def audit_event_types(self) -> list[AuditEventTypeInfo]:
-        return [
-            AuditEventTypeInfo(value=AuditEventType(member.value), description=member.label)
-            for member in AuditEventVocabulary
-        ]
+        return audit_event_types()
 
 
 __all__ = ["AuditLog", "AuditLogQueries"]

@@ -279,3 +279,25 @@ def test_an_email_search_pages_both_ways(
     with_type = walk_forward(admin_gql, 5, filter={**search, "eventType": "ROLE_UPDATED"})
     expected = [pk for pk in matching if AuditLog.objects.get(pk=pk).event == "ROLE_UPDATED"]
     assert [i for p in with_type for i in ids_of(p)] == expected
+
+
+def test_a_field_selected_twice_under_one_key_merges_its_selections(
+    admin_gql: GraphQLClient, org: Organization
+) -> None:
+    # Two selections of the same response key (same arguments) are one field whose
+    # sub-selections merge: the total asked for by the second must be there.
+    data = data_of(
+        admin_gql.post(
+            "{ auditLogs(first: 2) { edges { cursor } } auditLogs(first: 2) { totalCount } }"
+        )
+    )
+    assert data["auditLogs"]["totalCount"] == AuditLog.objects.filter(organization=org).count()
+    assert len(data["auditLogs"]["edges"]) == 2
+    # And through a fragment.
+    data = data_of(
+        admin_gql.post(
+            "{ auditLogs(first: 1) { edges { cursor } } ...T }"
+            " fragment T on Query { auditLogs(first: 1) { totalCount } }"
+        )
+    )
+    assert data["auditLogs"]["totalCount"] == AuditLog.objects.filter(organization=org).count()
