@@ -230,6 +230,8 @@ SILENCED_SYSTEM_CHECKS = ["security.W001", "security.W002", "security.W003"]
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10, minimum=1)
 GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 15, minimum=0)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000, minimum=100)
+# The compiled read path (graphql_api/compiled.py): on by default; off for diagnosis.
+GRAPHQL_COMPILED_READS = env_bool("GRAPHQL_COMPILED_READS", True)
 # The live stream, auditLogCreated (README, "Following new events live").
 # Entries a subscriber may fall behind by before it is dropped with SLOW_CONSUMER.
 AUDIT_STREAM_BUFFER = env_int("AUDIT_STREAM_BUFFER", 1000, minimum=1)

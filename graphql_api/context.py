@@ -67,6 +67,13 @@ class GraphQLContext(StrawberryDjangoContext):
                     await sync_to_async(close_old_connections)()
         return self._caller
 
+    def caller_now(self) -> Caller:
+        """``caller()`` for synchronous code (the compiled read path runs in a worker
+        thread, graphql_api/compiled.py): the same caller, resolved at most once."""
+        if self._caller is None:
+            self._caller = resolve_caller_now(self.request)
+        return self._caller
+
     async def recheck_caller(self) -> Caller:
         """The caller resolved again from the database, for long-lived operations (the
         live stream): a revoked or expired token, an ended session, a deactivated user or
@@ -99,19 +106,43 @@ def uses_bearer_token(request: Any) -> bool:
     return "HTTP_AUTHORIZATION" in request.META
 
 
-async def resolve_caller(request: Any) -> Caller:
+def _credentials_caller(request: Any) -> tuple[Caller | None, Any]:
+    """The caller decided by the Authorization header alone (a refusal, when malformed),
+    or None and the token credentials to look up (None: no header, use the session)."""
     try:
         credentials = bearer_credentials(request.META.get("HTTP_AUTHORIZATION"))
     except MalformedAuthorization as error:
         request.user = AnonymousUser()
-        return Caller(rejected=f"Malformed Authorization header: {error}.")
+        return Caller(rejected=f"Malformed Authorization header: {error}."), None
+    return None, credentials
+
+
+def _token_caller(request: Any, token: ApiToken | None) -> Caller:
+    if token is None:
+        request.user = AnonymousUser()
+        return Caller(rejected="The API token is invalid, expired or revoked.")
+    # The audit context (audit/middleware.py) reads the actor from request.user.
+    request.user = token.user
+    return Caller(user=token.user, token=token)
+
+
+async def resolve_caller(request: Any) -> Caller:
+    decided, credentials = _credentials_caller(request)
+    if decided is not None:
+        return decided
     if credentials is not None:
-        token = await sync_to_async(api_token_authenticate)(credentials)
-        if token is None:
-            request.user = AnonymousUser()
-            return Caller(rejected="The API token is invalid, expired or revoked.")
-        # The audit context (audit/middleware.py) reads the actor from request.user.
-        request.user = token.user
-        return Caller(user=token.user, token=token)
+        return _token_caller(request, await sync_to_async(api_token_authenticate)(credentials))
     user = await request.auser()
+    return Caller(user=user) if user_is_authenticated(user) else Caller()
+
+
+def resolve_caller_now(request: Any) -> Caller:
+    """``resolve_caller`` for synchronous code, on a request that passed Django's
+    middleware (``request.user`` is set)."""
+    decided, credentials = _credentials_caller(request)
+    if decided is not None:
+        return decided
+    if credentials is not None:
+        return _token_caller(request, api_token_authenticate(credentials))
+    user = request.user
     return Caller(user=user) if user_is_authenticated(user) else Caller()

@@ -77,7 +77,7 @@ class AuditSchema(strawberry.Schema):
 
 
 @functools.cache
-def _limit_rules(max_depth: int, max_aliases: int) -> list[Any]:
+def limit_rules(max_depth: int, max_aliases: int) -> list[Any]:
     # Built once per setting and shared (the rules hold no state), so that the validation
     # cache, which is keyed by the rules, hits across requests.
     return [
@@ -91,7 +91,7 @@ def _extensions() -> list[Any]:
         CodedErrors,
         lambda: MaxTokensLimiter(max_token_count=settings.GRAPHQL_MAX_TOKENS),
         lambda: AddValidationRules(
-            _limit_rules(settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES)
+            limit_rules(settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES)
         ),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),

@@ -1,0 +1,592 @@
+"""The compiled read path: each query document is planned once and then executed flat.
+
+Strawberry and graphql-core resolve a page of 50 entries field by field, about 550
+resolutions with their bookkeeping, which costs several times the page's SQL. For the
+documents the admin page, GraphiQL users and integrations send every second, this module
+does the same work as one loop:
+
+1. **Document** (cached by its text, the operation name and the limits): parsed with
+   ``GRAPHQL_MAX_TOKENS`` and validated with the schema's own rules (graphql_api/schema.py),
+   once. It is covered when it is valid, its operation is a query, its root fields are
+   ``auditLogs``, ``auditLogIntegrity``, ``auditEventTypes`` or ``__typename``, and its
+   only directives are ``@skip`` and ``@include``.
+2. **Variables**: coerced by graphql-core (``get_variable_values``), as execution does.
+3. **Plan** (cached per document and the values of the variables that ``@skip`` and
+   ``@include`` read): fields collected by graphql-core's own ``collect_subfields``
+   (aliases, named and inline fragments, type conditions, merged selections), compiled
+   into one function per response key. The plan knows which columns the page needs.
+4. **Execution**: one trip to a worker thread for the caller (token or session), the
+   permission rule (``audit_log_read_refusal``, the rule ``AUDIT_LOG_READERS`` applies),
+   the arguments (``AuditLogsArguments.checked``, the resolver's own checks) and the
+   selector (``audit_log_page``, reading only the selected columns and each entry's
+   details as PostgreSQL's JSON text); then the response, written by orjson with the
+   details embedded as they are.
+
+**Exactness.** A plan produces what Strawberry produces for an operation that succeeds:
+the same keys in the same order, the same values and nulls (graphql_api/types.py's
+fields, serialized by the schema's own scalars and enums). Whenever anything would be an
+error (a refused caller, a bad argument or cursor, a value a scalar cannot serialize, a
+database failure), the compiled attempt is abandoned before anything is written and the
+operation runs through Strawberry from the start, so every error, with its message, path,
+locations and code, is Strawberry's. The price is that a failing request does its reads
+twice. Whatever a plan does not cover (introspection, mutations, subscriptions, other
+directives, a document longer than ``PLAN_TEXT_MAX``) goes to Strawberry unchanged.
+``GRAPHQL_COMPILED_READS=0`` turns this module off, for diagnosis.
+
+tests/graphql_api/test_compiled.py is its licence: a property-based differential test
+against Strawberry's path over generated documents, variables and data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db.models import QuerySet, TextField
+from django.db.models.functions import Cast
+from graphql import (
+    DirectiveNode,
+    DocumentNode,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    OperationDefinitionNode,
+    OperationType,
+    VariableNode,
+    get_operation_ast,
+    is_leaf_type,
+    parse,
+    specified_rules,
+    visit,
+)
+from graphql.execution.collect_fields import FieldDetailsList, collect_subfields
+from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
+from graphql.language import Visitor
+from graphql.pyutils import Undefined
+from strawberry.relay import to_base64
+from strawberry.schema.schema import validate_document
+from strawberry.types import ExecutionResult
+from strawberry.types.arguments import convert_arguments
+
+from audit.models import AuditLog as AuditLogModel
+from graphql_api.context import GraphQLContext
+from graphql_api.errors import database_failure
+from graphql_api.permissions import audit_log_read_refusal
+from graphql_api.queries import (
+    AuditLogsArguments,
+    audit_event_types,
+    audit_log_integrity_of,
+    entry_cursor,
+)
+from graphql_api.schema import limit_rules, schema
+from graphql_api.types import AuditLogConnection, AuditLogEdge, PageInfo
+
+logger = logging.getLogger("graphql_api.compiled")
+
+# Longer documents go to Strawberry: it bounds what the caches hold (a few KiB per entry;
+# real documents are far shorter, the Audit Logs page's is under 1 KiB).
+PLAN_TEXT_MAX = 16_384
+
+_SCHEMA = schema._schema
+_QUERY_TYPE: GraphQLObjectType = _SCHEMA.query_type  # type: ignore[assignment]
+_DEFINITION = "strawberry-definition"  # where Strawberry keeps a field's definition
+
+# The columns each AuditLog field reads (graphql_api/types.py); a field not listed here is
+# not covered, so a new field goes through Strawberry until it is added.
+_ENTRY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "id": (),
+    "event": ("event",),
+    "ip": ("ip",),
+    "details": (),  # read as text: details_json
+    "time": (),
+    "user": ("actor_id", "actor_email", "actor_name"),
+}
+
+
+class NotCompiled(Exception):
+    """This operation is not (or no longer) for the compiled path: Strawberry answers it."""
+
+
+class _NotCovered(Exception):
+    """Raised while planning: the document has something the compiled path does not do."""
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class LRUCache(Generic[K, V]):
+    """A bounded map that forgets the least recently used entry first, counting hits and
+    misses (``cache_info``)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        try:
+            value = self._data[key]
+        except KeyError:
+            self.misses += 1
+            value = self._data[key] = make()
+            if len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+            return value
+        self.hits += 1
+        self._data.move_to_end(key)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        self._data.clear()
+        self.hits = self.misses = 0
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Document:
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    # The variables @skip and @include read: their values select the plan.
+    directive_variables: tuple[str, ...]
+
+
+class _DirectiveCheck(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.variables: list[str] = []
+
+    def enter_directive(self, node: DirectiveNode, *_args: Any) -> None:
+        if node.name.value not in ("skip", "include"):
+            raise _NotCovered
+        for argument in node.arguments or ():
+            if isinstance(argument.value, VariableNode):
+                self.variables.append(argument.value.name.value)
+
+
+def _prepare(query: str, operation_name: str | None) -> _Document | None:
+    try:
+        document = parse(query, max_tokens=settings.GRAPHQL_MAX_TOKENS)
+    except GraphQLError:
+        return None
+    rules = (
+        *specified_rules,
+        *limit_rules(settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES),
+    )
+    if validate_document(_SCHEMA, document, rules):
+        return None
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation != OperationType.QUERY:
+        return None
+    check = _DirectiveCheck()
+    try:
+        visit(document, check)
+    except _NotCovered:
+        return None
+    return _Document(document, operation, tuple(dict.fromkeys(check.variables)))
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+Step = Callable[[Any], Any]
+
+
+@dataclass
+class _Run:
+    """One execution of a plan: the caller's context, the variables, and the totals
+    already counted (two fields with the same filter share one, as the resolver does)."""
+
+    context: GraphQLContext
+    variables: VariableValues
+    totals: dict[Any, int] = field(default_factory=dict)
+
+    def reader_organization(self) -> Any:
+        caller = self.context.caller_now()
+        if audit_log_read_refusal(caller) is not None:
+            raise NotCompiled  # Strawberry's permission classes say why
+        assert caller.user is not None and caller.user.organization is not None
+        return caller.user.organization
+
+
+RootStep = Callable[[_Run], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    roots: tuple[tuple[str, RootStep], ...]
+
+    def run(self, context: GraphQLContext, variables: VariableValues) -> dict[str, Any]:
+        state = _Run(context, variables)
+        return {key: step(state) for key, step in self.roots}
+
+
+class _Planner:
+    def __init__(self, document: _Document, variables: VariableValues) -> None:
+        self.document = document
+        self.variables = variables
+        self.fragments = {
+            definition.name.value: _fragment_details(definition)
+            for definition in document.document.definitions
+            if isinstance(definition, FragmentDefinitionNode)
+        }
+
+    def subfields(
+        self, type_: GraphQLObjectType, nodes: FieldDetailsList
+    ) -> dict[str, FieldDetailsList]:
+        collected = collect_subfields(
+            _SCHEMA, self.fragments, self.variables, self.document.operation, type_, nodes
+        )
+        if collected.new_defer_usages or collected.forbidden_directive_instances:
+            raise _NotCovered
+        return collected.grouped_field_set
+
+    def root(self) -> Plan:
+        from graphql.execution.collect_fields import collect_fields
+
+        collected = collect_fields(
+            _SCHEMA, self.fragments, self.variables, _QUERY_TYPE, self.document.operation
+        )
+        if collected.new_defer_usages or collected.forbidden_directive_instances:
+            raise _NotCovered
+        roots: list[tuple[str, RootStep]] = []
+        for key, nodes in collected.grouped_field_set.items():
+            name = nodes[0].node.name.value
+            if name == "__typename":
+                roots.append((key, _constant(_QUERY_TYPE.name)))
+            elif name == "auditLogs":
+                roots.append((key, self.audit_logs(nodes)))
+            elif name == "auditLogIntegrity":
+                roots.append((key, self.integrity(nodes)))
+            elif name == "auditEventTypes":
+                roots.append((key, self.event_types(nodes)))
+            else:
+                raise _NotCovered
+        return Plan(tuple(roots))
+
+    # -- root fields
+
+    def audit_logs(self, nodes: FieldDetailsList) -> RootStep:
+        definition = _QUERY_TYPE.fields["auditLogs"]
+        strawberry_field = definition.extensions[_DEFINITION]
+        connection_type = _object_type(definition.type)
+        connection_fields = self.subfields(connection_type, nodes)
+        wanted = set(_names(connection_fields))
+        read_page = bool(wanted & {"edges", "pageInfo"})
+        wants_total = "totalCount" in wanted
+        columns: set[str] = {"id", "time"}  # what cursors are made of
+        with_details = False
+        edge_type = _object_type(connection_type.fields["edges"].type)
+        entry_type = _object_type(edge_type.fields["node"].type)
+        for edges in _named(connection_fields, "edges"):
+            for entry in _named(self.subfields(edge_type, edges), "node"):
+                for name in _names(self.subfields(entry_type, entry)):
+                    if name == "__typename":
+                        continue
+                    if name not in _ENTRY_COLUMNS:
+                        raise _NotCovered
+                    columns.update(_ENTRY_COLUMNS[name])
+                    with_details = with_details or name == "details"
+        only = tuple(sorted(columns))
+        complete = self.complete_object(connection_type, nodes)
+        field_node = nodes[0].node
+        scalar_registry = schema.schema_converter.scalar_registry
+        config = schema.config
+
+        def prepare(queryset: QuerySet[AuditLogModel]) -> QuerySet[AuditLogModel]:
+            queryset = queryset.only(*only)
+            if with_details:
+                queryset = queryset.annotate(details_json=Cast("details", TextField()))
+            return queryset
+
+        def step(run: _Run) -> Any:
+            organization = run.reader_organization()
+            raw = get_argument_values(definition, field_node, run.variables)
+            kwargs = convert_arguments(raw, strawberry_field.arguments, scalar_registry, config)
+            try:
+                arguments = AuditLogsArguments.checked(organization, **kwargs)
+            except GraphQLError:
+                raise NotCompiled from None
+            key = arguments.total_key
+            with_total = wants_total and key not in run.totals
+            page = arguments.read(page=read_page, with_total=with_total, prepare=prepare)
+            if with_total:
+                assert page.total_count is not None
+                run.totals[key] = page.total_count
+            edges = [
+                AuditLogEdge(cursor=entry_cursor(organization, entry), node=entry)  # type: ignore[arg-type]
+                for entry in page.entries
+            ]
+            connection = AuditLogConnection(
+                edges=edges,
+                page_info=PageInfo(
+                    has_next_page=page.has_next_page,
+                    has_previous_page=page.has_previous_page,
+                    start_cursor=edges[0].cursor if edges else None,
+                    end_cursor=edges[-1].cursor if edges else None,
+                ),
+                total=run.totals.get(key) if wants_total else None,
+            )
+            return complete(connection)
+
+        return step
+
+    def integrity(self, nodes: FieldDetailsList) -> RootStep:
+        complete = self.complete_object(
+            _object_type(_QUERY_TYPE.fields["auditLogIntegrity"].type), nodes
+        )
+
+        def step(run: _Run) -> Any:
+            return complete(audit_log_integrity_of(run.reader_organization()))
+
+        return step
+
+    def event_types(self, nodes: FieldDetailsList) -> RootStep:
+        complete = self.complete(_QUERY_TYPE.fields["auditEventTypes"].type, nodes)
+
+        def step(run: _Run) -> Any:
+            return complete(audit_event_types())
+
+        return step
+
+    # -- below the root
+
+    def complete(self, type_: Any, nodes: FieldDetailsList) -> Step:
+        """The step that turns a value of ``type_`` (already got) into its JSON value."""
+        nullable = not isinstance(type_, GraphQLNonNull)
+        inner = type_ if nullable else type_.of_type
+        if isinstance(inner, GraphQLList):
+            item = self.complete(inner.of_type, nodes)
+
+            def items(value: Any) -> Any:
+                return [item(each) for each in value]
+
+            completed: Step = items
+        elif is_leaf_type(inner):
+            serialize = inner.serialize
+
+            def leaf(value: Any) -> Any:
+                out = serialize(value)
+                if out is None or out is Undefined:
+                    raise NotCompiled
+                return out
+
+            completed = leaf
+        elif isinstance(inner, GraphQLObjectType):
+            completed = self.complete_object(inner, nodes)
+        else:
+            raise _NotCovered
+        return _nulls(completed, nullable)
+
+    def complete_object(self, type_: GraphQLObjectType, nodes: FieldDetailsList) -> Step:
+        steps: list[tuple[str, Step]] = []
+        for key, entries in self.subfields(type_, nodes).items():
+            name = entries[0].node.name.value
+            if name == "__typename":
+                steps.append((key, _constant(type_.name)))
+                continue
+            definition = type_.fields.get(name)
+            if definition is None or definition.args:
+                raise _NotCovered
+            special = _SPECIAL.get((type_.name, name))
+            if special is not None:
+                steps.append((key, special(self, definition, entries)))
+                continue
+            get = _attribute(definition)
+            steps.append((key, _then(get, self.complete(definition.type, entries))))
+        fields = tuple(steps)
+
+        def complete_object(value: Any) -> dict[str, Any]:
+            return {key: step(value) for key, step in fields}
+
+        return complete_object
+
+
+def _named(fields: dict[str, FieldDetailsList], name: str) -> list[FieldDetailsList]:
+    return [entries for entries in fields.values() if entries[0].node.name.value == name]
+
+
+def _names(fields: dict[str, FieldDetailsList]) -> list[str]:
+    return [entries[0].node.name.value for entries in fields.values()]
+
+
+def _fragment_details(definition: Any) -> Any:
+    from graphql.execution.collect_fields import FragmentDetails
+
+    return FragmentDetails(definition)
+
+
+def _object_type(type_: Any) -> GraphQLObjectType:
+    while isinstance(type_, GraphQLNonNull | GraphQLList):
+        type_ = type_.of_type
+    if not isinstance(type_, GraphQLObjectType):
+        raise _NotCovered
+    return type_
+
+
+def _constant(value: Any) -> Callable[[Any], Any]:
+    return lambda _source: value
+
+
+def _nulls(step: Step, nullable: bool) -> Step:
+    def completed(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise NotCompiled  # graphql-core reports a null in a non-null field
+        return step(value)
+
+    return completed
+
+
+def _then(get: Step, complete: Step) -> Step:
+    return lambda source: complete(get(source))
+
+
+def _attribute(definition: GraphQLField) -> Step:
+    """How Strawberry reads a field without a resolver (and an AuditLog entry field)."""
+    strawberry_field = definition.extensions.get(_DEFINITION) if definition.extensions else None
+    if strawberry_field is None or strawberry_field.base_resolver is not None:
+        raise _NotCovered
+    name = getattr(strawberry_field, "attname", None) or strawberry_field.python_name
+
+    def get(source: Any) -> Any:
+        return getattr(source, name)
+
+    return get
+
+
+def _entry_id(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:
+    # relay.Node's id: the GlobalID of the type name and the model's primary key.
+    return _nulls(lambda entry: to_base64("AuditLog", str(entry.pk)), False)
+
+
+def _entry_details(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:
+    # The JSON scalar passes its value through: embed PostgreSQL's text of it unparsed.
+    def details(entry: Any) -> Any:
+        text = entry.details_json
+        if text is None:
+            raise NotCompiled
+        return orjson.Fragment(text)
+
+    return details
+
+
+def _entry_user(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:
+    resolver = definition.extensions[_DEFINITION].base_resolver
+    complete = planner.complete(definition.type, nodes)
+    # As graphql_api/types.py's EntryField calls it: both self and root are the entry.
+    return lambda entry: complete(resolver(entry, entry))
+
+
+def _connection_total(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:
+    complete = planner.complete(definition.type, nodes)
+    return lambda connection: complete(connection.total)
+
+
+_SPECIAL: dict[tuple[str, str], Callable[[_Planner, GraphQLField, FieldDetailsList], Step]] = {
+    ("AuditLog", "id"): _entry_id,
+    ("AuditLog", "details"): _entry_details,
+    ("AuditLog", "user"): _entry_user,
+    ("AuditLogConnection", "totalCount"): _connection_total,
+}
+
+
+# --- the caches and the entry point ---------------------------------------------------------
+
+_documents: LRUCache[tuple[Any, ...], _Document | None] = LRUCache(256)
+_plans: LRUCache[tuple[Any, ...], Plan | None] = LRUCache(256)
+
+
+def configure(maxsize: int) -> None:
+    """Empty both caches and bound each to ``maxsize`` entries."""
+    for cache in (_documents, _plans):
+        cache.clear()
+        cache.maxsize = maxsize
+
+
+_answered = 0  # operations the compiled path answered, since the process started
+
+
+def cache_info() -> dict[str, Any]:
+    """The caches' hits, misses and sizes, and how many operations were answered here."""
+    info: dict[str, Any] = {
+        name: {"hits": cache.hits, "misses": cache.misses, "size": len(cache)}
+        for name, cache in (("documents", _documents), ("plans", _plans))
+    }
+    info["answered"] = _answered
+    return info
+
+
+def _plan_for(document: _Document, variables: VariableValues) -> Plan | None:
+    try:
+        return _Planner(document, variables).root()
+    except (_NotCovered, GraphQLError):
+        return None
+
+
+class EncodedResponse(dict[str, Any]):
+    """A response body the compiled path made: the view writes it with orjson."""
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self)
+
+
+@dataclass
+class CompiledResult(ExecutionResult):
+    response: EncodedResponse | None = None
+
+
+async def execute(
+    *,
+    query: Any,
+    variables: dict[str, Any] | None,
+    operation_name: Any,
+    context: GraphQLContext,
+) -> CompiledResult | None:
+    """The operation's result from its compiled plan, or None for Strawberry to answer it."""
+    if not settings.GRAPHQL_COMPILED_READS:
+        return None
+    if not isinstance(query, str) or len(query) > PLAN_TEXT_MAX:
+        return None
+    if operation_name is not None and not isinstance(operation_name, str):
+        return None
+    limits = (settings.GRAPHQL_MAX_TOKENS, settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES)
+    document_key = (query, operation_name, limits)
+    document = _documents.get(document_key, lambda: _prepare(query, operation_name))
+    if document is None:
+        return None
+    coerced = get_variable_values(
+        _SCHEMA, document.operation.variable_definitions or (), variables or {}, max_errors=50
+    )
+    if not isinstance(coerced, VariableValues):
+        return None  # Strawberry reports the variables' errors
+    valuation = tuple(coerced.coerced.get(name) for name in document.directive_variables)
+    plan = _plans.get((document_key, valuation), lambda: _plan_for(document, coerced))
+    if plan is None:
+        return None
+    try:
+        data = await sync_to_async(plan.run)(context, coerced)
+    except (NotCompiled, GraphQLError):
+        return None
+    except Exception as error:
+        if database_failure(error) is None:
+            logger.warning("The compiled read path failed; Strawberry answers.", exc_info=True)
+        return None
+    global _answered
+    _answered += 1
+    return CompiledResult(data=None, errors=None, response=EncodedResponse(data=data))
