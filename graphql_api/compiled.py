@@ -54,6 +54,7 @@ from graphql import (
     DirectiveNode,
     DocumentNode,
     FragmentDefinitionNode,
+    GraphQLEnumType,
     GraphQLError,
     GraphQLField,
     GraphQLList,
@@ -72,6 +73,7 @@ from graphql.execution.collect_fields import FieldDetailsList, collect_subfields
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.language import Visitor
 from graphql.pyutils import Undefined
+from graphql.type.scalars import serialize_boolean, serialize_id, serialize_int, serialize_string
 from strawberry.relay import to_base64
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
@@ -229,6 +231,8 @@ RootStep = Callable[[_Run], Any]
 @dataclass(frozen=True, slots=True)
 class Plan:
     roots: tuple[tuple[str, RootStep], ...]
+    # Whether running it reads the database (else it runs on the event loop, no thread).
+    database: bool
 
     def run(self, context: GraphQLContext, variables: VariableValues) -> dict[str, Any]:
         state = _Run(context, variables)
@@ -264,19 +268,22 @@ class _Planner:
         if collected.new_defer_usages or collected.forbidden_directive_instances:
             raise _NotCovered
         roots: list[tuple[str, RootStep]] = []
+        database = False
         for key, nodes in collected.grouped_field_set.items():
             name = nodes[0].node.name.value
             if name == "__typename":
                 roots.append((key, _constant(_QUERY_TYPE.name)))
             elif name == "auditLogs":
                 roots.append((key, self.audit_logs(nodes)))
+                database = True
             elif name == "auditLogIntegrity":
                 roots.append((key, self.integrity(nodes)))
+                database = True
             elif name == "auditEventTypes":
                 roots.append((key, self.event_types(nodes)))
             else:
                 raise _NotCovered
-        return Plan(tuple(roots))
+        return Plan(tuple(roots), database)
 
     # -- root fields
 
@@ -367,6 +374,13 @@ class _Planner:
 
     def complete(self, type_: Any, nodes: FieldDetailsList) -> Step:
         """The step that turns a value of ``type_`` (already got) into its JSON value."""
+        return self.field(type_, nodes, None)
+
+    def field(self, type_: Any, nodes: FieldDetailsList, attribute: str | None) -> Step:
+        """The step that completes a field of ``type_``: from its source, reading
+        ``attribute`` of it, or from the value itself when ``attribute`` is None. As
+        graphql-core completes a value: null where the type allows it, the leaf
+        serialized by its scalar or enum, a list item by item, an object field by field."""
         nullable = not isinstance(type_, GraphQLNonNull)
         inner = type_ if nullable else type_.of_type
         if isinstance(inner, GraphQLList):
@@ -375,22 +389,16 @@ class _Planner:
             def items(value: Any) -> Any:
                 return [item(each) for each in value]
 
-            completed: Step = items
+            complete: Step = items
+        elif isinstance(inner, GraphQLEnumType):
+            return _enum_leaf(inner.serialize, nullable, attribute)
         elif is_leaf_type(inner):
-            serialize = inner.serialize
-
-            def leaf(value: Any) -> Any:
-                out = serialize(value)
-                if out is None or out is Undefined:
-                    raise NotCompiled
-                return out
-
-            completed = leaf
+            return _leaf(inner.serialize, nullable, attribute)
         elif isinstance(inner, GraphQLObjectType):
-            completed = self.complete_object(inner, nodes)
+            complete = self.complete_object(inner, nodes)
         else:
             raise _NotCovered
-        return _nulls(completed, nullable)
+        return _read(_nulls(complete, nullable), attribute)
 
     def complete_object(self, type_: GraphQLObjectType, nodes: FieldDetailsList) -> Step:
         steps: list[tuple[str, Step]] = []
@@ -406,14 +414,77 @@ class _Planner:
             if special is not None:
                 steps.append((key, special(self, definition, entries)))
                 continue
-            get = _attribute(definition)
-            steps.append((key, _then(get, self.complete(definition.type, entries))))
+            steps.append((key, self.field(definition.type, entries, _attribute(definition))))
         fields = tuple(steps)
 
         def complete_object(value: Any) -> dict[str, Any]:
             return {key: step(value) for key, step in fields}
 
         return complete_object
+
+
+# Scalars whose serialize returns a value of these types unchanged (graphql-core's own):
+# the step returns such a value itself, and calls serialize for anything else.
+_UNCHANGED: dict[Any, tuple[type, ...]] = {
+    serialize_string: (str,),
+    serialize_id: (str,),
+    serialize_boolean: (bool,),
+}
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _leaf(serialize: Callable[[Any], Any], nullable: bool, attribute: str | None) -> Step:
+    unchanged = _UNCHANGED.get(serialize, ())
+
+    def leaf(source: Any) -> Any:
+        value = source if attribute is None else getattr(source, attribute)
+        if value is None:
+            if nullable:
+                return None
+            raise NotCompiled  # graphql-core reports a null in a non-null field
+        if type(value) in unchanged:
+            return value
+        if serialize is serialize_int and type(value) is int and _INT_MIN <= value <= _INT_MAX:
+            return value
+        out = serialize(value)
+        if out is None or out is Undefined:
+            raise NotCompiled
+        return out
+
+    return leaf
+
+
+def _enum_leaf(serialize: Callable[[Any], Any], nullable: bool, attribute: str | None) -> Step:
+    """An enum's serialize is a function of the value alone: each value's name is
+    remembered (the vocabulary is closed, so the memo is small)."""
+    names: dict[tuple[type, Any], Any] = {}
+
+    def leaf(source: Any) -> Any:
+        value = source if attribute is None else getattr(source, attribute)
+        if value is None:
+            if nullable:
+                return None
+            raise NotCompiled
+        key = (type(value), value)
+        try:
+            return names[key]
+        except KeyError:
+            out = serialize(value)  # an unknown value raises: Strawberry reports it
+            if out is None or out is Undefined:
+                raise NotCompiled from None
+            if len(names) < 1024:
+                names[key] = out
+            return out
+        except TypeError:  # unhashable
+            raise NotCompiled from None
+
+    return leaf
+
+
+def _read(complete: Step, attribute: str | None) -> Step:
+    if attribute is None:
+        return complete
+    return lambda source: complete(getattr(source, attribute))
 
 
 def _named(fields: dict[str, FieldDetailsList], name: str) -> list[FieldDetailsList]:
@@ -453,21 +524,13 @@ def _nulls(step: Step, nullable: bool) -> Step:
     return completed
 
 
-def _then(get: Step, complete: Step) -> Step:
-    return lambda source: complete(get(source))
-
-
-def _attribute(definition: GraphQLField) -> Step:
-    """How Strawberry reads a field without a resolver (and an AuditLog entry field)."""
+def _attribute(definition: GraphQLField) -> str:
+    """The attribute Strawberry reads for a field without a resolver (and for an AuditLog
+    entry field, graphql_api/types.py's EntryField)."""
     strawberry_field = definition.extensions.get(_DEFINITION) if definition.extensions else None
     if strawberry_field is None or strawberry_field.base_resolver is not None:
         raise _NotCovered
-    name = getattr(strawberry_field, "attname", None) or strawberry_field.python_name
-
-    def get(source: Any) -> Any:
-        return getattr(source, name)
-
-    return get
+    return str(getattr(strawberry_field, "attname", None) or strawberry_field.python_name)
 
 
 def _entry_id(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:
@@ -580,7 +643,10 @@ async def execute(
     if plan is None:
         return None
     try:
-        data = await sync_to_async(plan.run)(context, coerced)
+        if plan.database:
+            data = await sync_to_async(plan.run)(context, coerced)
+        else:
+            data = plan.run(context, coerced)
     except (NotCompiled, GraphQLError):
         return None
     except Exception as error:

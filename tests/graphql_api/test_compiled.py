@@ -302,7 +302,7 @@ def literal(value: Any) -> str:
 def documents(draw: st.DrawFn, world: World) -> tuple[str, dict[str, Any], str]:
     # Probabilities come from a random of hypothesis's: its integers favour their bounds.
     doc = Doc(fragments=[], variables={}, values={}, random=draw(st.randoms(use_true_random=True)))
-    roots = []
+    roots: list[str] = []
     used: set[str] = set()
     for _ in range(draw(st.integers(1, 3))):
         root = draw(
@@ -432,7 +432,7 @@ def test_documents_that_differ_in_any_way_get_plans_of_their_own(
     token = world.tokens["admin"]
     # The same text under another operation name, or with a space more, is another key;
     # so is each value of a variable that @include reads.
-    texts = [
+    texts: list[tuple[str, dict[str, Any]]] = [
         (PAGE, {}),
         (PAGE.replace("{ auditLogs", "{  auditLogs"), {}),
         ("query A { __typename } query B { auditLogs { totalCount } }", {}),
