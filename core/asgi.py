@@ -1,6 +1,7 @@
 """ASGI entry point, served by uvicorn (``manage.py serve`` or ``uvicorn core.asgi:application``).
 
-HTTP goes to Django; WebSocket connections to ``/graphql/`` go to the GraphQL WebSocket
+HTTP goes to Django, except the API reads graphql_api/direct.py answers itself (a
+``POST /graphql/`` its compiled plan covers; it hands everything else to Django); WebSocket connections to ``/graphql/`` go to the GraphQL WebSocket
 endpoint (graphql_api/websocket.py), others are refused. At shutdown (the ASGI lifespan
 protocol), the live stream's connections are closed.
 """
@@ -19,6 +20,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 from audit.stream import stream_hubs_stop  # noqa: E402
+from graphql_api import direct  # noqa: E402
 from graphql_api.websocket import graphql_websocket  # noqa: E402
 
 http_application: ASGIHandler | ASGIStaticFilesHandler = (
@@ -45,5 +47,7 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "websocket.close", "code": 4404})
     elif scope["type"] == "lifespan":
         await _lifespan(receive, send)
+    elif scope["type"] == "http" and scope["path"] == "/graphql/":
+        await direct.serve(scope, receive, send, http_application)
     else:
         await http_application(scope, receive, send)

@@ -614,19 +614,43 @@ class CompiledResult(ExecutionResult):
     response: EncodedResponse | None = None
 
 
-async def execute(
-    *,
-    query: Any,
-    variables: dict[str, Any] | None,
-    operation_name: Any,
-    context: GraphQLContext,
-) -> CompiledResult | None:
-    """The operation's result from its compiled plan, or None for Strawberry to answer it."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An operation with its plan and its coerced variables, ready to run."""
+
+    plan: Plan
+    variables: VariableValues
+
+    @property
+    def database(self) -> bool:
+        return self.plan.database
+
+    def run(self, context: GraphQLContext) -> EncodedResponse | None:
+        """The response (synchronous: in a worker thread when ``database``), or None
+        when Strawberry must answer: the operation meets an error."""
+        try:
+            data = self.plan.run(context, self.variables)
+        except (NotCompiled, GraphQLError):
+            return None
+        except Exception as error:
+            if database_failure(error) is None:
+                logger.warning("The compiled read path failed; Strawberry answers.", exc_info=True)
+            return None
+        global _answered
+        _answered += 1
+        return EncodedResponse(data=data)
+
+
+def prepare(*, query: Any, variables: Any, operation_name: Any) -> Prepared | None:
+    """The operation's plan, or None when the compiled path does not cover it (or is off).
+    Cheap after the first time: two cache lookups and the variables' coercion."""
     if not settings.GRAPHQL_COMPILED_READS:
         return None
     if not isinstance(query, str) or len(query) > PLAN_TEXT_MAX:
         return None
     if operation_name is not None and not isinstance(operation_name, str):
+        return None
+    if variables is not None and not isinstance(variables, dict):
         return None
     limits = (settings.GRAPHQL_MAX_TOKENS, settings.GRAPHQL_MAX_DEPTH, settings.GRAPHQL_MAX_ALIASES)
     document_key = (query, operation_name, limits)
@@ -640,19 +664,24 @@ async def execute(
         return None  # Strawberry reports the variables' errors
     valuation = tuple(coerced.coerced.get(name) for name in document.directive_variables)
     plan = _plans.get((document_key, valuation), lambda: _plan_for(document, coerced))
-    if plan is None:
+    return Prepared(plan, coerced) if plan is not None else None
+
+
+async def execute(
+    *,
+    query: Any,
+    variables: dict[str, Any] | None,
+    operation_name: Any,
+    context: GraphQLContext,
+) -> CompiledResult | None:
+    """The operation's result from its compiled plan, or None for Strawberry to answer it."""
+    prepared = prepare(query=query, variables=variables, operation_name=operation_name)
+    if prepared is None:
         return None
-    try:
-        if plan.database:
-            data = await sync_to_async(plan.run)(context, coerced)
-        else:
-            data = plan.run(context, coerced)
-    except (NotCompiled, GraphQLError):
+    if prepared.database:
+        response = await sync_to_async(prepared.run)(context)
+    else:
+        response = prepared.run(context)
+    if response is None:
         return None
-    except Exception as error:
-        if database_failure(error) is None:
-            logger.warning("The compiled read path failed; Strawberry answers.", exc_info=True)
-        return None
-    global _answered
-    _answered += 1
-    return CompiledResult(data=None, errors=None, response=EncodedResponse(data=data))
+    return CompiledResult(data=None, errors=None, response=response)

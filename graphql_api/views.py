@@ -129,10 +129,20 @@ def rate_limit_refusal(meta: Mapping[str, Any]) -> tuple[dict[str, Any], int] | 
     return None
 
 
+# Set by graphql_api/direct.py in the ASGI scope of a request it counted and then handed
+# to Django: the request is not counted twice. (A scope key: no client can set it.)
+RATE_COUNTED = "auditlog.rate_counted"
+
+
 async def rate_limited(request: HttpRequest) -> HttpResponse | None:
-    refusal = await sync_to_async(rate_limit_refusal)(request.META)
-    if refusal is None:
+    if getattr(request, "scope", {}).get(RATE_COUNTED):
         return None
+    refusal = await sync_to_async(rate_limit_refusal)(request.META)
+    return rate_limit_response(refusal) if refusal is not None else None
+
+
+def rate_limit_response(refusal: tuple[dict[str, Any], int]) -> HttpResponse:
+    """The 429 answer to a request over a rate limit (before the response middleware)."""
     body, retry_after = refusal
     response = HttpResponse(json.dumps(body), status=429, content_type="application/json")
     response["Retry-After"] = str(retry_after)
