@@ -314,8 +314,10 @@ class _Planner:
         scalar_registry = schema.schema_converter.scalar_registry
         config = schema.config
 
+        # The rows: named tuples of the selected columns, details as PostgreSQL's text.
+        row_columns = (*only, "details_json") if with_details else only
+
         def prepare(queryset: QuerySet[AuditLogModel]) -> QuerySet[AuditLogModel]:
-            queryset = queryset.only(*only)
             if with_details:
                 queryset = queryset.annotate(details_json=Cast("details", TextField()))
             return queryset
@@ -330,7 +332,9 @@ class _Planner:
                 raise NotCompiled from None
             key = arguments.total_key
             with_total = wants_total and key not in run.totals
-            page = arguments.read(page=read_page, with_total=with_total, prepare=prepare)
+            page = arguments.read(
+                page=read_page, with_total=with_total, prepare=prepare, columns=row_columns
+            )
             if with_total:
                 assert page.total_count is not None
                 run.totals[key] = page.total_count
@@ -535,7 +539,7 @@ def _attribute(definition: GraphQLField) -> str:
 
 def _entry_id(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:
     # relay.Node's id: the GlobalID of the type name and the model's primary key.
-    return _nulls(lambda entry: to_base64("AuditLog", str(entry.pk)), False)
+    return _nulls(lambda entry: to_base64("AuditLog", str(entry.id)), False)
 
 
 def _entry_details(planner: _Planner, definition: GraphQLField, nodes: FieldDetailsList) -> Step:

@@ -50,7 +50,7 @@ def _key(secret: str) -> bytes:
 
 
 def _tag(key: bytes, payload: bytes) -> str:
-    digest = hmac.new(key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+    digest = hmac.digest(key, payload, "sha256")[:_TAG_BYTES]  # one call, in C
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 

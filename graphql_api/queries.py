@@ -8,7 +8,7 @@ which owns the organization scope, the filters, the order and the keyset paginat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -123,6 +123,7 @@ class AuditLogsArguments:
         page: bool,
         with_total: bool,
         prepare: Callable[[QuerySet[AuditLogModel]], QuerySet[AuditLogModel]] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> AuditLogPage:
         """The page (when ``page``: edges or pageInfo are selected) and the total (when
         ``with_total``), in one statement; only the total, or nothing, otherwise."""
@@ -136,6 +137,7 @@ class AuditLogsArguments:
                 before=self.before,
                 with_total=with_total,
                 prepare=prepare,
+                columns=columns,
             )
         count = (
             audit_log_count(organization=self.organization, filters=self.filters)
@@ -147,7 +149,7 @@ class AuditLogsArguments:
         )
 
 
-def entry_cursor(organization: Organization, entry: AuditLogModel) -> str:
+def entry_cursor(organization: Organization, entry: Any) -> str:
     return cursor_encode(organization_id=organization.pk, position=AuditLogPosition.of(entry))
 
 
