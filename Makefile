@@ -28,11 +28,14 @@ run: install
 test: install schema-check
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
-## The benchmark (docs/PERFORMANCE.md): BENCH_EVENTS, BENCH_SCALE=1, BENCH_DURATION, ... (bench/__main__.py).
+## The benchmark (docs/PERFORMANCE.md): BENCH_EVENTS, BENCH_SCALE=1, BENCH_DURATION, ... (bench/__main__.py);
+## PEER=postgraphile then compares every shape with PostGraphile 5 on the same data (bench/peer.py, npm).
 bench: install
+	@case "$(PEER)" in ""|postgraphile) ;; *) echo "unknown PEER=$(PEER); the peer is postgraphile"; exit 2;; esac
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || \
 		{ echo "make bench needs wrk: apt-get install wrk (or your system's package)"; exit 1; }
 	$(PY) -m bench
+	@if [ "$(PEER)" = postgraphile ]; then $(PY) -m bench.peer; fi
 
 ## Load and a database restart at once, then checks that nothing was lost (bench/soak.py): SOAK_SECONDS (120), ...
 soak: install
