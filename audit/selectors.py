@@ -59,6 +59,7 @@ __all__ = [
     "audit_log_page",
     "audit_log_replay",
     "audit_log_stream",
+    "page_of",
 ]
 
 ORDER = ("-time", "-id")
@@ -194,7 +195,10 @@ def audit_log_page(
     ``after`` / ``before``.
     ``prepare`` may narrow the page's queryset (columns to load, annotations); it must not
     filter. With ``columns``, the entries are named tuples of those fields (annotations
-    included) instead of model instances: lighter, for a reader that only reads them.
+    included) instead of model instances: lighter, for a reader that only reads them; and
+    without ``prepare`` the statement is written directly instead of by the ORM
+    (audit/page_sql.py, whose test holds it to this function's answers), with
+    ``columns`` named from its ``COLUMNS``.
 
     One SQL statement: the page, with the total and the look past the cursor attached as
     subqueries (a second, single-row statement only when the page is empty).
@@ -202,6 +206,19 @@ def audit_log_page(
     for name, size in (("first", first), ("last", last)):
         if size is not None and not 0 <= size <= PAGE_SIZE_MAX:
             raise ValueError(f"{name} must be between 0 and {PAGE_SIZE_MAX}")
+    if columns is not None and prepare is None:
+        from audit.page_sql import audit_log_page_rows
+
+        return audit_log_page_rows(
+            organization=organization,
+            filters=filters,
+            first=first,
+            after=after,
+            last=last,
+            before=before,
+            with_total=with_total,
+            columns=columns,
+        )
     matching = audit_log_list(organization=organization, filters=filters)
     window = matching
     if after is not None:
@@ -249,6 +266,21 @@ def audit_log_page(
         )
     else:
         summary = {}
+    return page_of(rows, summary, size=size, forward=forward, last=last, with_total=with_total)
+
+
+def page_of(
+    rows: list[Any],
+    summary: dict[str, Any],
+    *,
+    size: int,
+    forward: bool,
+    last: int | None,
+    with_total: bool,
+) -> AuditLogPage:
+    """The page and its flags from the rows read (at most ``size + 1``, in read order) and
+    the summary values (``audit_total``, ``audit_newer``, ``audit_older``): the Relay
+    algorithm's last steps, shared by every reader of pages."""
     newer_outside = summary.get("audit_newer") is not None
     older_outside = summary.get("audit_older") is not None
     more = len(rows) > size  # beyond the page, inside the window

@@ -48,8 +48,6 @@ from typing import Any, Generic, TypeVar
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import QuerySet, TextField
-from django.db.models.functions import Cast
 from graphql import (
     DirectiveNode,
     DocumentNode,
@@ -79,7 +77,6 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
 from strawberry.types.arguments import convert_arguments
 
-from audit.models import AuditLog as AuditLogModel
 from graphql_api.context import GraphQLContext
 from graphql_api.errors import database_failure
 from graphql_api.permissions import audit_log_read_refusal
@@ -317,11 +314,6 @@ class _Planner:
         # The rows: named tuples of the selected columns, details as PostgreSQL's text.
         row_columns = (*only, "details_json") if with_details else only
 
-        def prepare(queryset: QuerySet[AuditLogModel]) -> QuerySet[AuditLogModel]:
-            if with_details:
-                queryset = queryset.annotate(details_json=Cast("details", TextField()))
-            return queryset
-
         def step(run: _Run) -> Any:
             organization = run.reader_organization()
             raw = get_argument_values(definition, field_node, run.variables)
@@ -332,9 +324,7 @@ class _Planner:
                 raise NotCompiled from None
             key = arguments.total_key
             with_total = wants_total and key not in run.totals
-            page = arguments.read(
-                page=read_page, with_total=with_total, prepare=prepare, columns=row_columns
-            )
+            page = arguments.read(page=read_page, with_total=with_total, columns=row_columns)
             if with_total:
                 assert page.total_count is not None
                 run.totals[key] = page.total_count

@@ -126,7 +126,10 @@ class AuditLogsArguments:
         columns: Sequence[str] | None = None,
     ) -> AuditLogPage:
         """The page (when ``page``: edges or pageInfo are selected) and the total (when
-        ``with_total``), in one statement; only the total, or nothing, otherwise."""
+        ``with_total``), in one statement; only the total, or nothing, otherwise. With
+        ``columns`` (names of audit/page_sql.py's ``COLUMNS``), the entries are named
+        tuples of them, read by a statement written directly; else model instances,
+        narrowed by ``prepare``."""
         if page:
             return audit_log_page(
                 organization=self.organization,

@@ -30,6 +30,7 @@ def _compiled_reads_on() -> Iterator[None]:
     with override_settings(GRAPHQL_COMPILED_READS=True):
         yield
 
+
 PAGE = """query Page($first: Int, $filter: AuditLogFilter) { auditLogs(first: $first, filter: $filter) {
   totalCount pageInfo { hasNextPage endCursor } edges { cursor node { id event time ip details user { email } } }
 } }"""
