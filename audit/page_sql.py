@@ -35,6 +35,7 @@ from audit.selectors import (
     page_of,
 )
 from audit.totals import audit_log_total_sql
+from core.authentication import CredentialsGuard, StaleCredentials
 from core.models import Organization
 
 # The page's entries are named as Django names them, so its statement reads the same.
@@ -90,10 +91,13 @@ def audit_log_page_rows(
     before: AuditLogPosition | None = None,
     with_total: bool = False,
     columns: Sequence[str] = ("id", "time"),
+    guard: CredentialsGuard | None = None,
 ) -> AuditLogPage:
     """What ``audit_log_page`` returns with ``columns``: the page, its flags and (with
     ``with_total``) the total; the entries as named tuples of ``columns`` (names of
-    ``COLUMNS``), in one statement (a second, single-row one when the page is empty)."""
+    ``COLUMNS``), in one statement (a second, single-row one when the page is empty).
+    With ``guard``, the statement also checks that the caller is as remembered, and
+    StaleCredentials discards what it read otherwise."""
     for name, value in (("first", first), ("last", last)):
         if value is not None and not 0 <= value <= PAGE_SIZE_MAX:
             raise ValueError(f"{name} must be between 0 and {PAGE_SIZE_MAX}")
@@ -126,6 +130,9 @@ def audit_log_page_rows(
                 [*params, before.time, before.id],
             )
         )
+
+    if guard is not None:
+        extras.append(("caller_guard", guard.sql, list(guard.params)))
 
     condition, where_params = _matching(X, organization, f)
     where = [condition]
@@ -166,4 +173,6 @@ def audit_log_page_rows(
             summary = {name: value for (name, _, _), value in zip(extras, found, strict=True)}
         else:
             summary = {}
+    if guard is not None and summary.pop("caller_guard") is not True:
+        raise StaleCredentials(guard)
     return page_of(rows, summary, size=size, forward=forward, last=last, with_total=with_total)

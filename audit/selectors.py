@@ -184,6 +184,7 @@ def audit_log_page(
     with_total: bool = False,
     prepare: Callable[[QuerySet[AuditLog]], QuerySet[AuditLog]] | None = None,
     columns: Sequence[str] | None = None,
+    guard: Any = None,
 ) -> AuditLogPage:
     """A keyset page of the organization's entries matching ``filters``, per the Relay
     connection algorithm: the entries strictly older than ``after`` and newer than
@@ -198,7 +199,8 @@ def audit_log_page(
     included) instead of model instances: lighter, for a reader that only reads them; and
     without ``prepare`` the statement is written directly instead of by the ORM
     (audit/page_sql.py, whose test holds it to this function's answers), with
-    ``columns`` named from its ``COLUMNS``.
+    ``columns`` named from its ``COLUMNS``, and ``guard`` (a CredentialsGuard of
+    core/authentication.py) checked in the same statement.
 
     One SQL statement: the page, with the total and the look past the cursor attached as
     subqueries (a second, single-row statement only when the page is empty).
@@ -218,7 +220,10 @@ def audit_log_page(
             before=before,
             with_total=with_total,
             columns=columns,
+            guard=guard,
         )
+    if guard is not None:
+        raise ValueError("a guard needs columns and no prepare")
     matching = audit_log_list(organization=organization, filters=filters)
     window = matching
     if after is not None:

@@ -4,12 +4,24 @@ The secret is hashed and looked up by its hash (only hashes are stored); the mat
 confirmed with a constant-time comparison. Expired and revoked tokens, and tokens of
 deactivated users, authenticate nobody. The token's last use is recorded at most once per
 ``API_TOKEN_LAST_USED_RESOLUTION`` (core/services.py), not on every request.
+
+``api_token_remembered`` saves the lookup's round trip for a reader that queries the
+database anyway (the compiled read path): a token authenticated before in this process is
+taken from memory, with a ``CredentialsGuard``, a condition the reader adds to its own
+statement. The guard compares a digest of the token's, user's, role's and organization's
+rows with the one remembered, in the same snapshot as the data
+read; when anything about them changed (a revocation, a new role, a plan, a deactivated
+user), the reader discards what it read (``StaleCredentials``) and the caller is looked
+up again. So a change is seen by the very next statement, in every process.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection, models
 from django.utils import timezone
@@ -70,22 +82,52 @@ def _token_query() -> tuple[str, list[list[str]]]:
         columns += [f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields]
         attnames.append([f.attname for f in fields])
     sql = (
-        f"SELECT {', '.join(columns)} FROM {ApiToken._meta.db_table} t"  # noqa: S608
-        f" JOIN {User._meta.db_table} u ON u.id = t.user_id"
-        f" LEFT JOIN {Role._meta.db_table} r ON r.id = u.role_id"
-        f" LEFT JOIN {Organization._meta.db_table} o ON o.id = u.organization_id"
-        " WHERE t.token_hash = %s"
+        f"SELECT {', '.join(columns)}, {_fingerprint_sql()} {_TOKEN_JOINS} WHERE t.token_hash = %s"
     )
     return sql, attnames
 
 
+_TOKEN_JOINS = (
+    f"FROM {ApiToken._meta.db_table} t"
+    f" JOIN {User._meta.db_table} u ON u.id = t.user_id"
+    f" LEFT JOIN {Role._meta.db_table} r ON r.id = u.role_id"
+    f" LEFT JOIN {Organization._meta.db_table} o ON o.id = u.organization_id"
+)
+
+
+@functools.cache
+def _fingerprint_sql() -> str:
+    """A digest of every column of the four rows a caller is made of."""
+    columns = [
+        f"{alias}.{connection.ops.quote_name(f.column)}"
+        for model, alias in _JOINED
+        for f in model._meta.concrete_fields
+    ]
+    return f"md5(row({', '.join(columns)})::text)"
+
+
+def _fingerprint(digest: str) -> str | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {_fingerprint_sql()} {_TOKEN_JOINS} WHERE t.token_hash = %s", [digest]
+        )
+        row = cursor.fetchone()
+    return row[0] if row is not None else None
+
+
 def _token_with_user(digest: str) -> ApiToken | None:
+    found = _token_and_fingerprint(digest)
+    return found[0] if found is not None else None
+
+
+def _token_and_fingerprint(digest: str) -> tuple[ApiToken, str] | None:
     sql, attnames = _token_query()
     with connection.cursor() as cursor:
         cursor.execute(sql, [digest])
         row = cursor.fetchone()
     if row is None:
         return None
+    fingerprint = row[-1]
     loaded: list[models.Model | None] = []
     start = 0
     for (model, _), names in zip(_JOINED, attnames, strict=True):
@@ -98,7 +140,7 @@ def _token_with_user(digest: str) -> ApiToken | None:
     user.role = role  # type: ignore[assignment]
     user.organization = organization  # type: ignore[assignment]
     token.user = user
-    return token
+    return token, fingerprint
 
 
 def api_token_authenticate(credentials: BearerCredentials) -> ApiToken | None:
@@ -114,3 +156,76 @@ def api_token_authenticate(credentials: BearerCredentials) -> ApiToken | None:
         return None
     api_token_record_use(token=token, now=now)
     return token
+
+
+# --- remembered tokens ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialsGuard:
+    """A condition for a reader's own statement: true while the remembered caller's rows
+    are as they were; false or null once anything about them changed."""
+
+    digest: str
+    sql: str
+    params: tuple[Any, ...]
+
+
+class StaleCredentials(Exception):
+    """What a statement read under a guard must be discarded: the caller changed."""
+
+    def __init__(self, guard: CredentialsGuard) -> None:
+        super().__init__("the caller's credentials changed")
+        self.guard = guard
+
+
+REMEMBERED_MAX = 1024
+_remembered: OrderedDict[str, tuple[ApiToken, str]] = OrderedDict()
+_remembered_lock = threading.Lock()
+
+
+def api_token_remembered(
+    credentials: BearerCredentials,
+) -> tuple[ApiToken | None, CredentialsGuard | None]:
+    """``api_token_authenticate``, from memory when this process authenticated the token
+    before: the token and the guard its reader's statement must check (None when the
+    token was looked up just now, or was refused)."""
+    digest = api_token_hash(credentials.secret)
+    with _remembered_lock:
+        remembered = _remembered.get(digest)
+        if remembered is not None:
+            _remembered.move_to_end(digest)
+    now = timezone.now()
+    if remembered is not None:
+        token, fingerprint = remembered
+        if token.is_usable(now) and token.user.is_active:
+            if api_token_record_use(token=token, now=now):
+                # Its last use was written (every few minutes): the rows' digest moved.
+                fingerprint = _fingerprint(digest) or ""
+                _remember(digest, token, fingerprint)
+            guard_sql = f"(SELECT {_fingerprint_sql()} {_TOKEN_JOINS} WHERE t.token_hash = %s) = %s"
+            return token, CredentialsGuard(digest, guard_sql, (digest, fingerprint))
+        api_token_forget(digest)  # expired since
+    found = _token_and_fingerprint(digest)
+    if found is None or not constant_time_compare(found[0].token_hash, digest):
+        return None, None
+    token, fingerprint = found
+    if not token.is_usable(now) or not token.user.is_active:
+        return None, None
+    if api_token_record_use(token=token, now=now):
+        fingerprint = _fingerprint(digest) or ""
+    _remember(digest, token, fingerprint)
+    return token, None
+
+
+def _remember(digest: str, token: ApiToken, fingerprint: str) -> None:
+    with _remembered_lock:
+        _remembered[digest] = (token, fingerprint)
+        _remembered.move_to_end(digest)
+        while len(_remembered) > REMEMBERED_MAX:
+            _remembered.popitem(last=False)
+
+
+def api_token_forget(digest: str) -> None:
+    with _remembered_lock:
+        _remembered.pop(digest, None)

@@ -77,6 +77,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionResult
 from strawberry.types.arguments import convert_arguments
 
+from core.authentication import StaleCredentials, api_token_forget
 from graphql_api.context import GraphQLContext
 from graphql_api.errors import database_failure
 from graphql_api.permissions import audit_log_read_refusal
@@ -214,8 +215,8 @@ class _Run:
     variables: VariableValues
     totals: dict[Any, int] = field(default_factory=dict)
 
-    def reader_organization(self) -> Any:
-        caller = self.context.caller_now()
+    def reader_organization(self, *, remembered: bool = False) -> Any:
+        caller = self.context.caller_now(remembered=remembered)
         if audit_log_read_refusal(caller) is not None:
             raise NotCompiled  # Strawberry's permission classes say why
         assert caller.user is not None and caller.user.organization is not None
@@ -315,7 +316,9 @@ class _Planner:
         row_columns = (*only, "details_json") if with_details else only
 
         def step(run: _Run) -> Any:
-            organization = run.reader_organization()
+            # A page read checks a remembered token in its own statement; a total alone
+            # (or no read at all) looks the token up.
+            organization = run.reader_organization(remembered=read_page)
             raw = get_argument_values(definition, field_node, run.variables)
             kwargs = convert_arguments(raw, strawberry_field.arguments, scalar_registry, config)
             try:
@@ -324,7 +327,18 @@ class _Planner:
                 raise NotCompiled from None
             key = arguments.total_key
             with_total = wants_total and key not in run.totals
-            page = arguments.read(page=read_page, with_total=with_total, columns=row_columns)
+            try:
+                page = arguments.read(
+                    page=read_page,
+                    with_total=with_total,
+                    columns=row_columns,
+                    guard=run.context.caller_guard,
+                )
+            except StaleCredentials as stale:
+                api_token_forget(stale.guard.digest)
+                run.context.forget_caller()
+                raise NotCompiled from None  # Strawberry looks the caller up afresh
+            run.context.caller_guard = None  # checked: the caller is as remembered
             if with_total:
                 assert page.total_count is not None
                 run.totals[key] = page.total_count

@@ -21,8 +21,10 @@ from strawberry.django.context import StrawberryDjangoContext
 from strawberry.types import Info
 
 from core.authentication import (
+    CredentialsGuard,
     MalformedAuthorization,
     api_token_authenticate,
+    api_token_remembered,
     bearer_credentials,
 )
 from core.models import ApiToken, User
@@ -50,6 +52,8 @@ class GraphQLContext(StrawberryDjangoContext):
     # True for WebSocket operations: no Django request wraps them, so their database
     # work must hand its connection back itself (core.database.run_outside_request).
     outside_request_cycle: bool = False
+    # Set by caller_now(remembered=True) when the caller came from memory.
+    caller_guard: CredentialsGuard | None = None
 
     @property
     def resolved_caller(self) -> Caller | None:
@@ -67,12 +71,21 @@ class GraphQLContext(StrawberryDjangoContext):
                     await sync_to_async(close_old_connections)()
         return self._caller
 
-    def caller_now(self) -> Caller:
+    def caller_now(self, *, remembered: bool = False) -> Caller:
         """``caller()`` for synchronous code (the compiled read path runs in a worker
-        thread, graphql_api/compiled.py): the same caller, resolved at most once."""
+        thread, graphql_api/compiled.py): the same caller, resolved at most once. With
+        ``remembered``, a token may come from memory (core/authentication.py), and then
+        ``caller_guard`` is the condition the next statement must check."""
         if self._caller is None:
-            self._caller = resolve_caller_now(self.request)
+            self._caller, self.caller_guard = resolve_caller_now(
+                self.request, remembered=remembered
+            )
         return self._caller
+
+    def forget_caller(self) -> None:
+        """The caller turned out stale (``StaleCredentials``): look it up again."""
+        self._caller = None
+        self.caller_guard = None
 
     async def recheck_caller(self) -> Caller:
         """The caller resolved again from the database, for long-lived operations (the
@@ -136,13 +149,19 @@ async def resolve_caller(request: Any) -> Caller:
     return Caller(user=user) if user_is_authenticated(user) else Caller()
 
 
-def resolve_caller_now(request: Any) -> Caller:
+def resolve_caller_now(
+    request: Any, *, remembered: bool = False
+) -> tuple[Caller, CredentialsGuard | None]:
     """``resolve_caller`` for synchronous code, on a request that passed Django's
-    middleware (``request.user`` is set)."""
+    middleware (``request.user`` is set); with ``remembered``, the token may come from
+    memory, with the guard its reader must check."""
     decided, credentials = _credentials_caller(request)
     if decided is not None:
-        return decided
+        return decided, None
     if credentials is not None:
-        return _token_caller(request, api_token_authenticate(credentials))
+        if remembered:
+            token, guard = api_token_remembered(credentials)
+            return _token_caller(request, token), guard
+        return _token_caller(request, api_token_authenticate(credentials)), None
     user = request.user
-    return Caller(user=user) if user_is_authenticated(user) else Caller()
+    return (Caller(user=user) if user_is_authenticated(user) else Caller()), None

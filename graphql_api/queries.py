@@ -124,12 +124,13 @@ class AuditLogsArguments:
         with_total: bool,
         prepare: Callable[[QuerySet[AuditLogModel]], QuerySet[AuditLogModel]] | None = None,
         columns: Sequence[str] | None = None,
+        guard: Any = None,
     ) -> AuditLogPage:
         """The page (when ``page``: edges or pageInfo are selected) and the total (when
         ``with_total``), in one statement; only the total, or nothing, otherwise. With
         ``columns`` (names of audit/page_sql.py's ``COLUMNS``), the entries are named
         tuples of them, read by a statement written directly; else model instances,
-        narrowed by ``prepare``."""
+        narrowed by ``prepare``. ``guard``: see ``audit_log_page``."""
         if page:
             return audit_log_page(
                 organization=self.organization,
@@ -141,6 +142,7 @@ class AuditLogsArguments:
                 with_total=with_total,
                 prepare=prepare,
                 columns=columns,
+                guard=guard,
             )
         count = (
             audit_log_count(organization=self.organization, filters=self.filters)
