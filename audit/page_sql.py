@@ -81,6 +81,24 @@ def _matching(alias: str, organization: Organization, f: AuditLogFilter) -> tupl
     return " AND ".join(conditions), params
 
 
+def _nearest(
+    alias: str,
+    organization: Organization,
+    f: AuditLogFilter,
+    position: AuditLogPosition,
+    *,
+    newer: bool,
+) -> tuple[str, list[Any]]:
+    condition, params = _matching(alias, organization, f)
+    comparison, order = (">=", "ASC") if newer else ("<=", "DESC")
+    sql = (
+        f"SELECT {alias}.id FROM audit_log {alias} WHERE {condition}"  # noqa: S608 - fixed fragments
+        f" AND ({alias}.time, {alias}.id) {comparison} (%s, %s)"
+        f" ORDER BY {alias}.time {order}, {alias}.id {order} LIMIT 1"
+    )
+    return sql, [*params, position.time, position.id]
+
+
 def audit_log_page_rows(
     *,
     organization: Organization,
@@ -110,27 +128,12 @@ def audit_log_page_rows(
     if with_total:
         total, total_params = audit_log_total_sql(organization=organization, filters=f)
         extras.append(("audit_total", total, total_params))
+    # Matching entries outside the window: the nearest newer than ``after`` (itself
+    # included) and older than ``before``, read from the cursor in index order.
     if after is not None:
-        condition, params = _matching("n", organization, f)
-        extras.append(
-            (
-                "audit_newer",
-                f"SELECT n.id FROM audit_log n WHERE {condition} AND (n.time, n.id) >= (%s, %s)"  # noqa: S608
-                " ORDER BY n.time ASC, n.id ASC LIMIT 1",
-                [*params, after.time, after.id],
-            )
-        )
+        extras.append(("audit_newer", *_nearest("n", organization, f, after, newer=True)))
     if before is not None:
-        condition, params = _matching("o", organization, f)
-        extras.append(
-            (
-                "audit_older",
-                f"SELECT o.id FROM audit_log o WHERE {condition} AND (o.time, o.id) <= (%s, %s)"  # noqa: S608
-                " ORDER BY o.time DESC, o.id DESC LIMIT 1",
-                [*params, before.time, before.id],
-            )
-        )
-
+        extras.append(("audit_older", *_nearest("o", organization, f, before, newer=False)))
     if guard is not None:
         extras.append(("caller_guard", guard.sql, list(guard.params)))
 

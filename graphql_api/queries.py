@@ -158,6 +158,26 @@ def entry_cursor(organization: Organization, entry: Any) -> str:
     return cursor_encode(organization_id=organization.pk, position=AuditLogPosition.of(entry))
 
 
+def audit_log_connection(
+    organization: Organization, page: AuditLogPage, *, total: int | None
+) -> AuditLogConnection:
+    """The connection of a page: an edge with its cursor per entry (a model instance, or a
+    row with the columns read, resolves as the AuditLog type), and the page's flags."""
+    edges = [
+        AuditLogEdge(cursor=entry_cursor(organization, entry), node=entry) for entry in page.entries
+    ]
+    return AuditLogConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total=total,
+    )
+
+
 def _checkpoint(seal: AuditSealModel | None) -> AuditCheckpoint | None:
     if seal is None:
         return None
@@ -271,19 +291,9 @@ class AuditLogQueries:
             assert page.total_count is not None
             total.set_result(page.total_count)
 
-        edges = [
-            # A model instance resolves as the AuditLog type.
-            AuditLogEdge(cursor=entry_cursor(organization, entry), node=entry)  # type: ignore[arg-type]
-            for entry in page.entries
-        ]
-        return AuditLogConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                has_previous_page=page.has_previous_page,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+        return audit_log_connection(
+            organization,
+            page,
             total=await total if "totalCount" in wanted and total is not None else None,
         )
 
