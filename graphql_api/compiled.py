@@ -624,10 +624,15 @@ class Prepared:
         when Strawberry must answer: the operation meets an error."""
         try:
             data = self.plan.run(context, self.variables)
-        except (NotCompiled, GraphQLError):
-            return None
         except Exception as error:
-            if database_failure(error) is None:
+            if context.caller_guard is not None:
+                # A caller from memory that no statement has checked yet: Strawberry must
+                # not trust it, it looks the caller up.
+                context.forget_caller()
+            if (
+                not isinstance(error, NotCompiled | GraphQLError)
+                and database_failure(error) is None
+            ):
                 logger.warning("The compiled read path failed; Strawberry answers.", exc_info=True)
             return None
         global _answered

@@ -113,3 +113,18 @@ def test_a_token_revoked_elsewhere_is_refused_by_the_next_request_of_a_server(
             assert error_codes(post(url)) == []
         api_token_revoke(token=token)  # committed, by another process
         assert error_codes(post(url)) == ["UNAUTHENTICATED"]
+
+
+@pytest.mark.django_db
+def test_a_remembered_caller_is_never_trusted_when_the_compiled_path_gives_up_early(
+    admin: User, admin_gql: GraphQLClient
+) -> None:
+    # The first field's bad argument makes the compiled path hand the operation over
+    # before any statement checked the remembered token: Strawberry must look it up.
+    remembered(admin_gql)
+    api_token_revoke(token=ApiToken.objects.get(user=admin))
+    body = admin_gql.post(
+        "{ a: auditLogs(first: 101) { edges { cursor } } b: auditLogs(first: 1) { edges { node { id } } } }"
+    )
+    assert body["data"] is None
+    assert set(error_codes(body)) == {"UNAUTHENTICATED"}
