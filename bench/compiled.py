@@ -6,9 +6,9 @@ compiled.py), in alternation, ``BENCH_COMPILED_ROUNDS`` times each (2), so that 
 the machine falls on both. For every shape of bench/shapes.py on the 1M organization: p50
 and p95 with 1 client, requests per second with 8, and the server's CPU time per request
 (user + system time of the server's processes over the 8-client run, divided by the
-requests served). ``BENCH_DURATION`` seconds per point (5). Prints a table of the medians
-of the rounds, with ratios (Strawberry / compiled), and one JSON line; docs/PERFORMANCE.md
-quotes them.
+requests served). ``BENCH_DURATION`` seconds per point (5); the workers' resident memory
+after each round. Prints a table of the medians of the rounds, with ratios, and one JSON
+line; docs/PERFORMANCE.md quotes them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import ROOT, bench_reader_token, serving_process, wrk
+from bench.__main__ import ROOT, bench_reader_token, rss_mb, serving_process, wrk
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -120,6 +120,7 @@ def main() -> None:
     base = {**os.environ, "RATE_LIMIT_PER_TOKEN": "1000000000"}
     base["RATE_LIMIT_PER_ADDRESS"] = "1000000000"
     runs: dict[str, dict[str, list[dict[str, float]]]] = {"compiled": {}, "strawberry": {}}
+    memory: dict[str, list[list[float]]] = {"compiled": [], "strawberry": []}
     for label in ["compiled", "strawberry"] * rounds:
         env = {**base, "GRAPHQL_COMPILED_READS": "1" if label == "compiled" else "0"}
         with serving_process(ROOT, env) as (url, pid):
@@ -133,6 +134,7 @@ def main() -> None:
                     file=sys.stderr,
                     flush=True,
                 )
+            memory[label].append(rss_mb(pid))
 
     lines = [
         f"$ BENCH_DURATION={duration:g} BENCH_COMPILED_ROUNDS={rounds} python -m bench.compiled",
@@ -145,8 +147,17 @@ def main() -> None:
     ]
     rows, summary = table(shape_list, runs, "compiled", "strawberry")
     lines += rows
+    lines += [
+        "",
+        "worker RSS after each round (MB): "
+        + "; ".join(f"{label} {memory[label]}" for label in memory),
+    ]
     print("\n".join(lines))
-    print(json.dumps({"rounds": rounds, "duration_s": duration, "shapes": summary}))
+    print(
+        json.dumps(
+            {"rounds": rounds, "duration_s": duration, "shapes": summary, "worker_rss_mb": memory}
+        )
+    )
 
 
 if __name__ == "__main__":

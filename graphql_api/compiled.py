@@ -15,12 +15,14 @@ does the same work as one loop:
    ``@include`` read): fields collected by graphql-core's own ``collect_subfields``
    (aliases, named and inline fragments, type conditions, merged selections), compiled
    into one function per response key. The plan knows which columns the page needs.
-4. **Execution**: one trip to a worker thread for the caller (token or session), the
-   permission rule (``audit_log_read_refusal``, the rule ``AUDIT_LOG_READERS`` applies),
-   the arguments (``AuditLogsArguments.checked``, the resolver's own checks) and the
-   selector (``audit_log_page``, reading only the selected columns and each entry's
-   details as PostgreSQL's JSON text); then the response, written by orjson with the
-   details embedded as they are.
+4. **Execution**: one trip to a worker thread for the caller (token or session; a token
+   this process authenticated before comes from memory, and the page's own statement
+   checks it is unchanged, core/authentication.py), the permission rule
+   (``audit_log_read_refusal``, the rule ``AUDIT_LOG_READERS`` applies), the arguments
+   (``AuditLogsArguments.checked``, the resolver's own checks) and the selector
+   (``audit_log_page`` asked for plain rows: audit/page_sql.py's statement, reading only
+   the selected columns and each entry's details as PostgreSQL's JSON text); then the
+   response, written by orjson with the details embedded as they are.
 
 **Exactness.** A plan produces what Strawberry produces for an operation that succeeds:
 the same keys in the same order, the same values and nulls (graphql_api/types.py's
