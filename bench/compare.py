@@ -4,6 +4,11 @@ working tree in turn, with the same Python environment and the same bench databa
 measures S0 and S1 of bench/shapes.py with wrk: 1 client and 8, 5 s each, each tree
 ``BENCH_COMPARE_ROUNDS`` times (2), alternated so that drift of the machine falls on both.
 
+With ``BENCH_COMPARE_INGEST=N``, each round also runs bench/integrations.py of that tree
+(N events through ``recordAuditEvents`` in batches of 500, by 1 and 4 clients, then the
+live stream's delivery latency for ``BENCH_COMPARE_STREAM_SECONDS``, 10) in a scratch
+database made afresh and migrated by that tree.
+
 REV must need the same installed packages (requirements.lock) and read the current
 schema (later migrations may add tables and columns, not take any away). Prints one line
 per round; docs/PERFORMANCE.md quotes them.
@@ -17,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,6 +39,7 @@ def main(revision: str) -> None:
     s0 = json.dumps({"query": "{ __typename }"})
     s1 = json.dumps({"query": QUERY_PAGE, "variables": {}})
     rounds = int(os.environ.get("BENCH_COMPARE_ROUNDS", "2"))
+    ingest = int(os.environ.get("BENCH_COMPARE_INGEST", "0"))
 
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "tree"
@@ -53,10 +60,46 @@ def main(revision: str) -> None:
                         f"{b['rps']:,.0f} req/s with 1 client, {c['rps']:,.0f} with 8",
                         flush=True,
                     )
+                if ingest:
+                    i = integrations(trees[label], env, ingest)
+                    print(
+                        f"{label}: recordAuditEvents {i['ingest_events_per_s_1_client']:,} events/s "
+                        f"with 1 client, {i['ingest_events_per_s_4_clients']:,} with 4; stream "
+                        f"p50 {i['stream_p50_ms']} ms, p95 {i['stream_p95_ms']} ms "
+                        f"({i['stream_deliveries']:,} of {i['stream_expected']:,} deliveries)",
+                        flush=True,
+                    )
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(other)], cwd=ROOT, check=False
             )
+
+
+def integrations(tree: Path, env: dict[str, str], events: int) -> dict[str, Any]:
+    """bench/integrations.py of ``tree``, in a scratch database made afresh for it."""
+    from urllib.parse import urlsplit
+
+    from bench.__main__ import _ensure_database, _with_name
+
+    bench_url = env["DATABASE_URL"]
+    name = urlsplit(bench_url).path.lstrip("/") + "_compare"
+    _ensure_database(bench_url, name, fresh=True)
+    # As make bench runs it: the 50 subscribers share one token.
+    scratch = {
+        **env,
+        "DATABASE_URL": _with_name(bench_url, name),
+        "AUDIT_STREAM_MAX_PER_HOLDER": "1000",
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=scratch, check=True
+    )
+    seconds = os.environ.get("BENCH_COMPARE_STREAM_SECONDS", "10")
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.integrations", str(events), seconds],
+        cwd=tree, env=scratch, stdout=subprocess.PIPE, text=True, check=True,
+    )  # fmt: skip
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return figures
 
 
 if __name__ == "__main__":
