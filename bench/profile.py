@@ -7,8 +7,12 @@ process, on the ``<name>_bench`` database:
 * the API token lookup (core/authentication.py);
 * a year's total, written as SQL (audit/totals.py), run alone;
 * the page + total of S2 from the selector;
+* the same page as plain rows, the statement written directly (audit/page_sql.py);
 * executing the S1 and S8 documents against the schema, without HTTP, with the caller
   already resolved;
+* the compiled plan of S1 (graphql_api/compiled.py), caller included (a remembered token);
+* S0 and S1 through the ASGI application in-process (CPU time of this process per
+  request): through Django's handler alone, and as served (the direct route);
 * graphql-core alone executing the S1 document over the S1 response itself: the schema
   of schema.graphql, default resolvers reading the response's dicts. This is the cost of
   the GraphQL execution algorithm for that selection, with no Strawberry, Django or
@@ -18,6 +22,7 @@ process, on the ``<name>_bench`` database:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -47,6 +52,46 @@ async def _mean_ms_async(call: Callable[[], Awaitable[Any]], runs: int = 50) -> 
     return (time.perf_counter() - started) / runs * 1000
 
 
+def _asgi_cpu_ms(app: Any, body: bytes, secret: str, runs: int = 300) -> float:
+    """CPU time of this process per POST /graphql/ sent to an ASGI application."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/graphql/", "raw_path": b"/graphql/", "query_string": b"",
+        "root_path": "", "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 8000),
+        "headers": [
+            (b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {secret}".encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }  # fmt: skip
+
+    async def once() -> None:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        sent: list[Any] = []
+
+        async def receive() -> Any:
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(3600)  # the client stays; Django stops listening when done
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200, sent
+
+    async def many() -> float:
+        for _ in range(20):
+            await once()
+        started = time.process_time()
+        for _ in range(runs):
+            await once()
+        return (time.process_time() - started) / runs * 1000
+
+    return asyncio.run(many())
+
+
 def main() -> None:
     bench_url, _, _server = bench_database_urls()
     os.environ.update(DATABASE_URL=bench_url, DEBUG="0")
@@ -68,6 +113,7 @@ def main() -> None:
     from core.authentication import BearerCredentials, api_token_authenticate
     from core.models import User
     from core.services import api_token_create
+    from graphql_api import compiled
     from graphql_api.context import Caller, GraphQLContext
     from graphql_api.schema import schema
 
@@ -103,6 +149,35 @@ def main() -> None:
     for name, document in (("S1 page of 50", QUERY_PAGE), ("S8 total only", QUERY_TOTAL)):
         took = asyncio.run(_mean_ms_async(lambda d=document: execute(d)))  # type: ignore[misc]
         print(f"schema execution, {name}: {took:.3f} ms")
+
+    columns = ("id", "time", "event", "ip", "actor_id", "actor_email", "actor_name", "details_json")
+    rows = _mean_ms(
+        lambda: audit_log_page(
+            organization=organization, first=50, with_total=True, columns=columns
+        )
+    )
+    print(f"page of 50 + total as plain rows (page_sql): {rows:.3f} ms")
+
+    prepared = compiled.prepare(query=QUERY_PAGE, variables={}, operation_name=None)
+    assert prepared is not None
+
+    def run_plan() -> Any:
+        bearer = RequestFactory().post("/graphql/", HTTP_AUTHORIZATION=f"Bearer {secret}")
+        answer = prepared.run(GraphQLContext(request=bearer, response=HttpResponse()))
+        assert answer is not None
+        return answer
+
+    print(f"compiled plan of S1, caller included: {_mean_ms(run_plan):.3f} ms")
+
+    from core import asgi
+
+    for name, document in (("S0", "{ __typename }"), ("S1", QUERY_PAGE)):
+        for label, app in (
+            ("Django's handler", asgi.http_application),
+            ("as served", asgi.application),
+        ):
+            cpu = _asgi_cpu_ms(app, json.dumps({"query": document}).encode(), secret)
+            print(f"{name} through the ASGI application, {label}: {cpu:.3f} ms of CPU")
 
     response = asyncio.run(execute(QUERY_PAGE))
     plain = graphql.build_schema((ROOT / "schema.graphql").read_text())

@@ -69,7 +69,13 @@ from graphql import (
     specified_rules,
     visit,
 )
-from graphql.execution.collect_fields import FieldDetailsList, collect_subfields
+from graphql.execution.collect_fields import (
+    CollectedFields,
+    FieldDetailsList,
+    FragmentDetails,
+    collect_fields,
+    collect_subfields,
+)
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.language import Visitor
 from graphql.pyutils import Undefined
@@ -243,7 +249,7 @@ class _Planner:
         self.document = document
         self.variables = variables
         self.fragments = {
-            definition.name.value: _fragment_details(definition)
+            definition.name.value: FragmentDetails(definition)
             for definition in document.document.definitions
             if isinstance(definition, FragmentDefinitionNode)
         }
@@ -254,21 +260,17 @@ class _Planner:
         collected = collect_subfields(
             _SCHEMA, self.fragments, self.variables, self.document.operation, type_, nodes
         )
-        if collected.new_defer_usages or collected.forbidden_directive_instances:
-            raise _NotCovered
-        return collected.grouped_field_set
+        return _grouped(collected)
 
     def root(self) -> Plan:
-        from graphql.execution.collect_fields import collect_fields
-
-        collected = collect_fields(
-            _SCHEMA, self.fragments, self.variables, _QUERY_TYPE, self.document.operation
+        grouped = _grouped(
+            collect_fields(
+                _SCHEMA, self.fragments, self.variables, _QUERY_TYPE, self.document.operation
+            )
         )
-        if collected.new_defer_usages or collected.forbidden_directive_instances:
-            raise _NotCovered
         roots: list[tuple[str, RootStep]] = []
         database = False
-        for key, nodes in collected.grouped_field_set.items():
+        for key, nodes in grouped.items():
             name = nodes[0].node.name.value
             if name == "__typename":
                 roots.append((key, _constant(_QUERY_TYPE.name)))
@@ -491,10 +493,11 @@ def _names(fields: dict[str, FieldDetailsList]) -> list[str]:
     return [entries[0].node.name.value for entries in fields.values()]
 
 
-def _fragment_details(definition: Any) -> Any:
-    from graphql.execution.collect_fields import FragmentDetails
-
-    return FragmentDetails(definition)
+def _grouped(collected: CollectedFields) -> dict[str, FieldDetailsList]:
+    """The fields by response key; not covered when the collection met @defer."""
+    if collected.new_defer_usages or collected.forbidden_directive_instances:
+        raise _NotCovered
+    return collected.grouped_field_set
 
 
 def _object_type(type_: Any) -> GraphQLObjectType:

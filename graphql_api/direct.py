@@ -98,8 +98,9 @@ def enabled() -> bool:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
+    # Repeated headers are joined, as Django joins them in META.
     found = [value for key, value in scope["headers"] if key == name]
-    return found[0] if len(found) == 1 else None if not found else b", ".join(found)
+    return b", ".join(found) if found else None
 
 
 def _plain_json_post(scope: Scope) -> bool:
