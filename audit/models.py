@@ -10,8 +10,9 @@ Indexes serve the filters of the auditLogs API together with its order, newest f
 
 * ``audit_log_org_time``       -- no filter, a from/to window, keyset pages at any depth
 * ``audit_log_org_event_time`` -- one event type (or several, one index range each)
-* ``audit_log_org_email_time`` -- exact actor emails (a user-email search resolves the
-  matching addresses first, then reads each one's range)
+* ``audit_log_org_email_covering`` -- exact actor emails (a user-email search resolves
+  the matching addresses first, then reads each one's range), carrying the event type so
+  that a search with an event type reads no entry it does not show
 * ``audit_log_actor``          -- clearing the actor link when a user is deleted
 * ``audit_log_org_stream``     -- the live stream: an organization's entries in stream
   order ``(stream_txid, id)`` (graphql_api/stream.py)
@@ -19,7 +20,7 @@ Indexes serve the filters of the auditLogs API together with its order, newest f
 
 ``AuditActorEmail`` is the directory of every actor email an organization's entries
 carry, kept by the database itself (migration 0003): a user-email search first finds the
-few matching addresses there, then reads their ranges of ``audit_log_org_email_time``,
+few matching addresses there, then reads their ranges of ``audit_log_org_email_covering``,
 instead of testing the email of every entry.
 """
 
@@ -106,9 +107,12 @@ class AuditLog(models.Model):
             models.Index(
                 fields=["organization", "event", "-time", "-id"], name="audit_log_org_event_time"
             ),
+            # The event rides along, so that an email search with an event type finds
+            # its page's ids in the index alone.
             models.Index(
                 fields=["organization", "actor_email", "-time", "-id"],
-                name="audit_log_org_email_time",
+                include=["event"],
+                name="audit_log_org_email_covering",
             ),
             models.Index(
                 fields=["actor"], condition=Q(actor__isnull=False), name="audit_log_actor"
@@ -223,6 +227,9 @@ class AuditCountHour(AuditCount):
 
 
 class AuditCountActorDay(AuditCount):
+    """Entries per actor email, UTC day and event type. Its index carries the count (as
+    the monthly one does), so that an email search's total is read from the index alone."""
+
     actor_email = models.CharField(max_length=254)
     day = models.DateField()
 
@@ -231,7 +238,8 @@ class AuditCountActorDay(AuditCount):
         indexes: ClassVar = [
             models.Index(
                 fields=["organization", "actor_email", "day", "event"],
-                name="audit_count_actor_day_key",
+                include=["n"],
+                name="audit_count_actor_day_cover",
             )
         ]
 
@@ -265,7 +273,8 @@ class AuditCountActorMonth(AuditCount):
         indexes: ClassVar = [
             models.Index(
                 fields=["organization", "actor_email", "month", "event"],
-                name="audit_count_actor_month_key",
+                include=["n"],
+                name="audit_count_actor_month_cover",
             )
         ]
 

@@ -236,9 +236,13 @@ def audit_log_page(
     assert size is not None
     page = window if forward else window.order_by("time", "id")
     if filters is not None and filters.user_email is not None:
-        page = page.filter(
-            id__in=_email_page_ids(organization, filters, after, before, forward, size + 1)
+        # The ids already hold every condition: the page reads those entries by id (as
+        # ``IN``, PostgreSQL read every matching entry to join them).
+        ids = _email_page_ids(organization, filters, after, before, forward, size + 1)
+        page = AuditLog.objects.filter(organization=organization).filter(
+            RawSQL(f'"audit_log"."id" = ANY(ARRAY({ids.sql}))', ids.params, BooleanField())  # noqa: S611
         )
+        page = page.order_by(*(ORDER if forward else ("time", "id")))
     if prepare is not None:
         page = prepare(page)
 

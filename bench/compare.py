@@ -9,6 +9,11 @@ With ``BENCH_COMPARE_INGEST=N``, each round also runs bench/integrations.py of t
 live stream's delivery latency for ``BENCH_COMPARE_STREAM_SECONDS``, 10) in a scratch
 database made afresh and migrated by that tree.
 
+With ``BENCH_COMPARE_WRITES=N``, each round also runs bench/writes.py of that tree (an
+import of N events, 2,000 single records by one writer and by four, sealing and
+verifying them, and the exports with their peak memory), in a scratch database made
+afresh and migrated by that tree.
+
 REV must need the same installed packages (requirements.lock) and read the current
 schema (later migrations may add tables and columns, not take any away). Prints one line
 per round; docs/PERFORMANCE.md quotes them.
@@ -40,6 +45,7 @@ def main(revision: str) -> None:
     s1 = json.dumps({"query": QUERY_PAGE, "variables": {}})
     rounds = int(os.environ.get("BENCH_COMPARE_ROUNDS", "2"))
     ingest = int(os.environ.get("BENCH_COMPARE_INGEST", "0"))
+    writes = int(os.environ.get("BENCH_COMPARE_WRITES", "0"))
 
     with tempfile.TemporaryDirectory() as tmp:
         other = Path(tmp) / "tree"
@@ -60,8 +66,22 @@ def main(revision: str) -> None:
                         f"{b['rps']:,.0f} req/s with 1 client, {c['rps']:,.0f} with 8",
                         flush=True,
                     )
+                if writes:
+                    w = in_scratch(trees[label], env, ["bench.writes", str(writes), "2000"])
+                    exports = "; ".join(
+                        f"export {name} {e['entries_per_s']:,} entries/s, {e['peak_rss_mb']} MB"
+                        for name, e in w["exports"].items()
+                    )
+                    print(
+                        f"{label}: import {w['import_events_per_s']:,} events/s; one record "
+                        f"p50 {w['record_p50_ms']} ms, p95 {w['record_p95_ms']} ms, with 4 "
+                        f"writers p50 {w['record_4_writers_p50_ms']} ms, p95 "
+                        f"{w['record_4_writers_p95_ms']} ms; {exports}",
+                        flush=True,
+                    )
                 if ingest:
-                    i = integrations(trees[label], env, ingest)
+                    seconds = os.environ.get("BENCH_COMPARE_STREAM_SECONDS", "10")
+                    i = in_scratch(trees[label], env, ["bench.integrations", str(ingest), seconds])
                     print(
                         f"{label}: recordAuditEvents {i['ingest_events_per_s_1_client']:,} events/s "
                         f"with 1 client, {i['ingest_events_per_s_4_clients']:,} with 4; stream "
@@ -75,8 +95,9 @@ def main(revision: str) -> None:
             )
 
 
-def integrations(tree: Path, env: dict[str, str], events: int) -> dict[str, Any]:
-    """bench/integrations.py of ``tree``, in a scratch database made afresh for it."""
+def in_scratch(tree: Path, env: dict[str, str], module: list[str]) -> dict[str, Any]:
+    """``python -m MODULE ARGS...`` of ``tree`` (bench/integrations.py or bench/writes.py),
+    in a scratch database made afresh for it and migrated by that tree: its JSON line."""
     from urllib.parse import urlsplit
 
     from bench.__main__ import _ensure_database, _with_name
@@ -93,10 +114,9 @@ def integrations(tree: Path, env: dict[str, str], events: int) -> dict[str, Any]
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "-v0"], cwd=tree, env=scratch, check=True
     )
-    seconds = os.environ.get("BENCH_COMPARE_STREAM_SECONDS", "10")
     out = subprocess.run(
-        [sys.executable, "-m", "bench.integrations", str(events), seconds],
-        cwd=tree, env=scratch, stdout=subprocess.PIPE, text=True, check=True,
+        [sys.executable, "-m", *module], cwd=tree, env=scratch, stdout=subprocess.PIPE,
+        text=True, check=True,
     )  # fmt: skip
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return figures
