@@ -127,3 +127,19 @@ def actor_emails_matching_sql(organization: Organization, needle: str) -> tuple[
         "d.organization_id = %s AND UPPER(d.email::text) LIKE UPPER(%s)",
         [organization.pk, pattern],
     )
+
+
+# Where a statement reads the matched addresses once, as a CTE of this name (audit/page_sql.py).
+MATCHED_EMAILS = "audit_matched_emails"
+
+
+def matched_emails_sql(
+    organization: Organization, needle: str, *, cte: bool = False
+) -> tuple[str, list[Any]]:
+    """The addresses of the directory that ``needle`` matches, as a subquery (one column,
+    ``email``) with its parameters; with ``cte``, read from a CTE named MATCHED_EMAILS
+    that the statement defines with the subquery itself."""
+    if cte:
+        return f"SELECT email FROM {MATCHED_EMAILS}", []  # noqa: S608 - a fixed name
+    condition, params = actor_emails_matching_sql(organization, needle)
+    return f"SELECT d.email FROM audit_actor_email d WHERE {condition}", params  # noqa: S608

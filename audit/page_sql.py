@@ -6,10 +6,11 @@ notes in docs/PERFORMANCE.md). ``audit_log_page_rows`` writes the same statement
 from fixed fragments, with every value a parameter: the same conditions (the
 organization, the event types, the email directory, the time range), the same keyset
 window and order, the same per-address email page (``_email_page_ids``, whose entries
-are then read by id), the same total
-(audit/totals.py) and the same look past the cursors, attached as subqueries so that all
-come from one snapshot. The rows are named tuples of the columns asked for, and the flags
-come from the selector's own ``page_of``.
+are then read by id), the same total (audit/totals.py) and the same look past the
+cursors, attached as subqueries so that all come from one snapshot. An email search
+reads the directory once for all of them (a MATERIALIZED CTE) instead of once in each.
+The rows are named tuples of the columns asked for, and the flags come from the
+selector's own ``page_of``.
 
 ``audit_log_page`` hands over to it when asked for ``columns`` without ``prepare`` (the
 compiled read path, graphql_api/compiled.py). tests/audit/test_page_sql.py
@@ -26,7 +27,7 @@ from typing import Any
 
 from django.db import connection
 
-from audit.filters import AuditLogFilter, actor_emails_matching_sql, event_values
+from audit.filters import MATCHED_EMAILS, AuditLogFilter, event_values, matched_emails_sql
 from audit.selectors import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
@@ -60,7 +61,8 @@ def _row_type(names: tuple[str, ...]) -> Any:
 
 
 def _matching(alias: str, organization: Organization, f: AuditLogFilter) -> tuple[str, list[Any]]:
-    """The conditions of ``audit_log_list`` on the entries aliased ``alias``."""
+    """The conditions of ``audit_log_list`` on the entries aliased ``alias`` (an email
+    search's addresses from the statement's CTE)."""
     conditions = [f"{alias}.organization_id = %s"]
     params: list[Any] = [organization.pk]
     if f.event_types is not None:
@@ -68,11 +70,7 @@ def _matching(alias: str, organization: Organization, f: AuditLogFilter) -> tupl
         conditions.append(f"{alias}.event IN ({', '.join(['%s'] * len(values))})")
         params += values
     if f.user_email is not None:
-        directory, directory_params = actor_emails_matching_sql(organization, f.user_email)
-        conditions.append(
-            f"{alias}.actor_email IN (SELECT d.email FROM audit_actor_email d WHERE {directory})"  # noqa: S608
-        )
-        params += directory_params
+        conditions.append(f"{alias}.actor_email IN (SELECT email FROM {MATCHED_EMAILS})")  # noqa: S608
     if f.time_from is not None:
         conditions.append(f"{alias}.time >= %s")
         params.append(f.time_from)
@@ -127,7 +125,7 @@ def audit_log_page_rows(
 
     extras: list[tuple[str, str, list[Any]]] = []  # (name, SQL, parameters)
     if with_total:
-        total, total_params = audit_log_total_sql(organization=organization, filters=f)
+        total, total_params = audit_log_total_sql(organization=organization, filters=f, cte=True)
         extras.append(("audit_total", total, total_params))
     # Matching entries outside the window: the nearest newer than ``after`` (itself
     # included) and older than ``before``, read from the cursor in index order.
@@ -140,7 +138,7 @@ def audit_log_page_rows(
 
     if f.user_email is not None:
         # The ids already hold every condition: the page reads those entries by id.
-        ids = _email_page_ids(organization, f, after, before, forward, size + 1)
+        ids = _email_page_ids(organization, f, after, before, forward, size + 1, cte=True)
         where = [f"{X}.organization_id = %s", f"{X}.id = ANY(ARRAY({ids.sql}))"]
         where_params = [organization.pk, *ids.params]
     else:
@@ -159,21 +157,27 @@ def audit_log_page_rows(
     for name, sql, params in extras:
         selected.append(f"({sql}) AS {name}")
         select_params += params
+    # An email search reads the directory once for every part of the statement.
+    with_params: list[Any] = []
+    prefix = ""
+    if f.user_email is not None:
+        emails, with_params = matched_emails_sql(organization, f.user_email)
+        prefix = f"WITH {MATCHED_EMAILS} AS MATERIALIZED ({emails}) "
     statement = (
-        f"SELECT {', '.join(selected)} FROM {X} WHERE {' AND '.join(where)}"  # noqa: S608 - fixed fragments; values are parameters
+        f"{prefix}SELECT {', '.join(selected)} FROM {X} WHERE {' AND '.join(where)}"  # noqa: S608 - fixed fragments; values are parameters
         f" ORDER BY {X}.time {order}, {X}.id {order} LIMIT %s"
     )
     names = tuple(columns) + tuple(name for name, _, _ in extras)
     row_type = _row_type(names)
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*select_params, *where_params, size + 1])
+        cursor.execute(statement, [*with_params, *select_params, *where_params, size + 1])
         rows: list[Any] = [row_type._make(row) for row in cursor.fetchall()]
         if rows:
             summary = {name: getattr(rows[0], name) for name, _, _ in extras}
         elif extras:
             cursor.execute(
-                "SELECT " + ", ".join(f"({sql}) AS {name}" for name, sql, _ in extras),
-                [p for _, _, params in extras for p in params],
+                f"{prefix}SELECT " + ", ".join(f"({sql}) AS {name}" for name, sql, _ in extras),
+                [*with_params, *(p for _, _, params in extras for p in params)],
             )
             found = cursor.fetchone()
             summary = {name: value for (name, _, _), value in zip(extras, found, strict=True)}

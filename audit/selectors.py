@@ -38,9 +38,9 @@ from audit.filters import (
     USER_EMAIL_MAX_LENGTH,
     AuditLogFilter,
     actor_emails_matching,
-    actor_emails_matching_sql,
     event_condition,
     event_values,
+    matched_emails_sql,
 )
 from audit.models import AuditLog, AuditSeal, AuditVerification
 from audit.totals import audit_log_total, audit_log_total_sql
@@ -131,6 +131,8 @@ def _email_page_ids(
     before: AuditLogPosition | None,
     forward: bool,
     limit: int,
+    *,
+    cte: bool = False,
 ) -> RawSQL:
     """The ids of an email search's page, found per matched address: the first ``limit``
     entries of each address's range of the (organization, actor_email, time, id) index,
@@ -157,16 +159,15 @@ def _email_page_ids(
         conditions.append("(x.time, x.id) > (%s, %s)")
         params += [before.time, before.id]
     order = "DESC" if forward else "ASC"
-    matching, matching_params = actor_emails_matching_sql(organization, f.user_email)
+    emails, emails_params = matched_emails_sql(organization, f.user_email, cte=cte)
     # Fixed fragments only; every value is a parameter.
     sql = (
-        "SELECT k.id FROM audit_actor_email d CROSS JOIN LATERAL ("  # noqa: S608
+        f"SELECT k.id FROM ({emails}) d CROSS JOIN LATERAL ("  # noqa: S608
         f" SELECT x.time, x.id FROM audit_log x WHERE {' AND '.join(conditions)}"
         f" ORDER BY x.time {order}, x.id {order} LIMIT %s) k"
-        f" WHERE {matching}"
         f" ORDER BY k.time {order}, k.id {order} LIMIT %s"
     )
-    return RawSQL(sql, [*params, limit, *matching_params, limit])  # noqa: S611
+    return RawSQL(sql, [*emails_params, *params, limit, limit])  # noqa: S611
 
 
 def _nearest(queryset: QuerySet[AuditLog]) -> Subquery:

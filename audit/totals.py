@@ -28,7 +28,7 @@ from typing import Any
 from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
 
-from audit.filters import AuditLogFilter, actor_emails_matching_sql, event_values
+from audit.filters import AuditLogFilter, event_values, matched_emails_sql
 from core.models import Organization
 
 MONTH, DAY, HOUR = "month", "day", "hour"
@@ -93,7 +93,7 @@ _ROLLUPS = {
 
 
 def audit_log_total_sql(
-    *, organization: Organization, filters: AuditLogFilter | None = None
+    *, organization: Organization, filters: AuditLogFilter | None = None, cte: bool = False
 ) -> tuple[str, list[Any]]:
     """SQL for the exact number of the organization's entries that match ``filters``: a
     scalar expression (with its parameters) to attach to a page query, so that both come
@@ -101,7 +101,9 @@ def audit_log_total_sql(
 
     Written as SQL rather than built with the ORM: compiling the equivalent expression
     tree cost more than running it (3 ms against 1 ms for a year's window; profiling
-    notes in docs/PERFORMANCE.md). Fixed fragments only; every value is a parameter."""
+    notes in docs/PERFORMANCE.md). Fixed fragments only; every value is a parameter. With
+    ``cte``, an email search reads its addresses from the statement's CTE
+    (``matched_emails_sql``)."""
     f = filters or AuditLogFilter()
     window = Span(
         f.time_from.astimezone(UTC) if f.time_from is not None else None,
@@ -117,9 +119,9 @@ def audit_log_total_sql(
         common.append("event = ANY(%s)")
         common_params.append(event_values(f.event_types))
     if f.user_email is not None:
-        matching, matching_params = actor_emails_matching_sql(organization, f.user_email)
-        common.append(f"actor_email IN (SELECT d.email FROM audit_actor_email d WHERE {matching})")  # noqa: S608
-        common_params += matching_params
+        emails, emails_params = matched_emails_sql(organization, f.user_email, cte=cte)
+        common.append(f"actor_email IN ({emails})")
+        common_params += emails_params
     units = [MONTH, DAY] if email else [MONTH, DAY, HOUR]
 
     terms: list[str] = []

@@ -7,7 +7,10 @@ process, on the ``<name>_bench`` database:
 * the API token lookup (core/authentication.py);
 * a year's total, written as SQL (audit/totals.py), run alone;
 * the page + total of S2 from the selector;
-* the same page as plain rows, the statement written directly (audit/page_sql.py);
+* the same page as plain rows, the statement written directly (audit/page_sql.py), and
+  the pages + totals of S4 (an email search) and S6 (every filter) the same way;
+* one trip to a worker thread (``sync_to_async``, not thread-sensitive): what the direct
+  route pays once per request to run its synchronous database work;
 * executing the S1 and S8 documents against the schema, without HTTP, with the caller
   already resolved;
 * the compiled plan of S1 (graphql_api/compiled.py), caller included (a remembered token);
@@ -31,6 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import graphql
+from asgiref.sync import sync_to_async
 
 from bench.__main__ import ROOT, bench_database_urls
 
@@ -109,7 +113,7 @@ def main() -> None:
 
     from audit.filters import AuditLogFilter
     from audit.selectors import audit_log_count, audit_log_page
-    from bench.shapes import QUERY_PAGE, QUERY_TOTAL
+    from bench.shapes import EMAIL_SEARCH, QUERY_PAGE, QUERY_TOTAL
     from core.authentication import BearerCredentials, api_token_authenticate
     from core.models import User
     from core.services import api_token_create
@@ -157,6 +161,27 @@ def main() -> None:
         )
     )
     print(f"page of 50 + total as plain rows (page_sql): {rows:.3f} ms")
+    # S6's window, as bench/shapes.py writes it.
+    since, until = now - timedelta(days=60, minutes=17), now - timedelta(days=30, minutes=43)
+    for name, search in (
+        ("S4, userEmail", AuditLogFilter.build(user_email=EMAIL_SEARCH)),
+        (
+            "S6, every filter",
+            AuditLogFilter.build(
+                event_type="USER_LOGIN", user_email=EMAIL_SEARCH, time_from=since, time_to=until
+            ),
+        ),
+    ):
+        rows = _mean_ms(
+            lambda f=search: audit_log_page(  # type: ignore[misc]
+                organization=organization, filters=f, first=50, with_total=True, columns=columns
+            )
+        )
+        print(f"page of 50 + total as plain rows, {name} (page_sql): {rows:.3f} ms")
+
+    hop = sync_to_async(lambda: None, thread_sensitive=False)
+    took = asyncio.run(_mean_ms_async(hop, runs=2000))
+    print(f"one worker-thread trip (sync_to_async, thread_sensitive=False): {took * 1000:.0f} us")
 
     prepared = compiled.prepare(query=QUERY_PAGE, variables={}, operation_name=None)
     assert prepared is not None
