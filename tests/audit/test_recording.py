@@ -373,3 +373,53 @@ def _a_real_deadlock() -> BaseException:
         thread.join(30)
     (error,) = errors
     return error
+
+
+def test_recording_after_a_bulk_load_finds_its_rollup_rows_by_index(paid_org: Organization) -> None:
+    """A session keeps the plans its triggers made the first time they ran. If that was
+    while the rollups were empty, those plans scanned them in full, and went on scanning
+    them for every entry after an import had filled them, until the next ANALYZE."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import connection, transaction
+
+    from audit.services import AuditEntryDraft, audit_log_bulk_create
+    from tests.support import refresh_statistics
+
+    rollups = [
+        "audit_count_month",
+        "audit_count_day",
+        "audit_count_hour",
+        "audit_count_actor_month",
+        "audit_count_actor_day",
+        "audit_actor_email",
+    ]
+    refresh_statistics(*rollups)  # empty, and known to be
+    audit_log_record(organization=paid_org, event=AuditEventType.USER_LOGIN)  # plans made now
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    audit_log_bulk_create(
+        organization=paid_org,
+        drafts=(
+            AuditEntryDraft(
+                event=AuditEventType.values[i % len(AuditEventType.values)],
+                time=start + timedelta(hours=i),
+                user_email=f"user{i % 400}@example.test",
+            )
+            for i in range(8_000)
+        ),
+    )
+    with transaction.atomic():
+        audit_log_record(
+            organization=paid_org,
+            event=AuditEventType.ROLE_CREATED,
+            details={"role": "x"},
+            time=start,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT relname, seq_scan FROM pg_stat_xact_user_tables"
+                " WHERE relname = ANY(%s) AND seq_scan > 0 ORDER BY relname",
+                [rollups],
+            )
+            scanned = cursor.fetchall()
+    assert scanned == []
