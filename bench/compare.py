@@ -76,7 +76,8 @@ def main(revision: str) -> None:
                         f"{label}: import {w['import_events_per_s']:,} events/s; one record "
                         f"p50 {w['record_p50_ms']} ms, p95 {w['record_p95_ms']} ms, with 4 "
                         f"writers p50 {w['record_4_writers_p50_ms']} ms, p95 "
-                        f"{w['record_4_writers_p95_ms']} ms; {exports}",
+                        f"{w['record_4_writers_p95_ms']} ms; {exports}; rows read by sequential "
+                        f"scans while recording {w.get('record_rows_read_by_sequential_scans', '-')}",
                         flush=True,
                     )
                 if ingest:
