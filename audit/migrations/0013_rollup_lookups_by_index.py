@@ -30,7 +30,7 @@ import importlib
 
 from django.db import migrations
 
-ROLLUPS = importlib.import_module("audit.migrations.0006_monthly_rollups").ROLLUPS
+MONTHLY = importlib.import_module("audit.migrations.0006_monthly_rollups")
 OWNER = importlib.import_module("audit.migrations.0008_triggers_run_as_owner")
 
 PLANNER = "SET enable_seqscan = off SET enable_nestloop = off"
@@ -59,7 +59,7 @@ def _merge(table, columns, expressions, actors_only):
 
 
 def _count_function(merge, settings):
-    body = "".join(merge(*r) for r in ROLLUPS)
+    body = "".join(merge(*r) for r in MONTHLY.ROLLUPS)
     return f"""
 CREATE OR REPLACE FUNCTION audit_log_count_inserted() RETURNS trigger
 LANGUAGE plpgsql {settings} AS $$
@@ -94,11 +94,7 @@ FORWARD = (
     + OWNER.FORWARD
 )
 # Back to the functions of migrations 0005 and 0006, as migration 0008 left them.
-BACKWARD = (
-    _count_function(importlib.import_module("audit.migrations.0006_monthly_rollups")._merge, "")
-    + _collect_function("", "")
-    + OWNER.FORWARD
-)
+BACKWARD = _count_function(MONTHLY._merge, "") + _collect_function("", "") + OWNER.FORWARD
 
 
 class Migration(migrations.Migration):

@@ -380,7 +380,7 @@ def test_recording_after_a_bulk_load_reads_only_its_own_rollup_rows(
 ) -> None:
     """A session keeps the plans its triggers made the first time they ran. Made while
     the rollups were empty, the cheapest plans read a rollup in full (a sequential scan,
-    or a merge join along its primary key), and the session went on reading every rollup
+    or a walk along its primary key to join it), and the session went on reading every rollup
     row for every entry after an import had filled them, until the next ANALYZE."""
     from datetime import UTC, datetime, timedelta
 
