@@ -77,7 +77,8 @@ def main(revision: str) -> None:
                         f"p50 {w['record_p50_ms']} ms, p95 {w['record_p95_ms']} ms, with 4 "
                         f"writers p50 {w['record_4_writers_p50_ms']} ms, p95 "
                         f"{w['record_4_writers_p95_ms']} ms; {exports}; rows read by sequential "
-                        f"scans while recording {w.get('record_rows_read_by_sequential_scans', '-')}",
+                        f"scans while recording {w.get('record_rows_read_by_sequential_scans', '-')}, "
+                        f"rollup rows read per record {w.get('record_rollup_rows_read_per_record', '-')}",
                         flush=True,
                     )
                 if ingest:
