@@ -7,7 +7,7 @@ installation, a scratch or test database, right after a restore) got the cheapes
 for empty tables, and kept them after an import had filled the tables: a sequential scan
 of each rollup, or a walk along its primary key to join it to the rows being counted.
 Every later entry of that session then read every row of every rollup (a record took
-26-28 ms instead of about 2 on the write benchmark's 100,000 entries), until an ANALYZE
+25-26 ms instead of about 2 on the write benchmark's 100,000 entries), until an ANALYZE
 replaced the plans (docs/PERFORMANCE.md, "Recording after an import").
 
 So each statement is written so that, with sequential scans and nested-loop joins off
