@@ -12,6 +12,13 @@ reads the directory once for all of them (a MATERIALIZED CTE) instead of once in
 The rows are named tuples of the columns asked for, and the flags come from the
 selector's own ``page_of``.
 
+Its cursor reads ``timestamptz`` with psycopg's own loader (compiled, with psycopg's C
+extension) instead of Django's, which subclasses psycopg's pure-Python one only to put
+Django's time zone on each value: 0.4 ms of CPU for a page of 51 times against 0.1 ms. It
+does so only where the two give the same value, a connection whose time zone is UTC
+(``USE_TZ`` with the default ``TIME_ZONE`` of the database, as this project configures
+it), whose session Django sets to UTC, so that psycopg's values are UTC already.
+
 ``audit_log_page`` hands over to it when asked for ``columns`` without ``prepare`` (the
 compiled read path, graphql_api/compiled.py). tests/audit/test_page_sql.py
 is its licence: property-based against ``audit_log_page`` for random filters, cursors,
@@ -25,7 +32,10 @@ from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
+from psycopg import adapters
+from psycopg.pq import Format
 
 from audit.filters import MATCHED_EMAILS, AuditLogFilter, event_values, matched_emails_sql
 from audit.selectors import (
@@ -53,6 +63,17 @@ COLUMNS = {
     "actor_name": f'{X}."actor_name"',
     "details_json": f'{X}."details"::text',
 }
+
+
+_TIMESTAMPTZ = adapters.types["timestamptz"].oid
+_TIME_LOADER = adapters.get_loader(_TIMESTAMPTZ, Format.TEXT)
+
+
+def _with_fast_times(cursor: Any) -> None:
+    """Read ``timestamptz`` on ``cursor`` (Django's) with psycopg's own loader, where it
+    gives the values Django's would."""
+    if settings.USE_TZ and connection.timezone_name == "UTC":
+        cursor.cursor.adapters.register_loader(_TIMESTAMPTZ, _TIME_LOADER)
 
 
 @functools.lru_cache(maxsize=64)
@@ -170,6 +191,7 @@ def audit_log_page_rows(
     names = tuple(columns) + tuple(name for name, _, _ in extras)
     row_type = _row_type(names)
     with connection.cursor() as cursor:
+        _with_fast_times(cursor)
         cursor.execute(statement, [*with_params, *select_params, *where_params, size + 1])
         rows: list[Any] = [row_type._make(row) for row in cursor.fetchall()]
         if rows:

@@ -34,7 +34,7 @@ from audit.selectors import (
 )
 from core.models import Organization
 from graphql_api.context import context_of
-from graphql_api.cursors import InvalidCursor, cursor_decode, cursor_encode
+from graphql_api.cursors import InvalidCursor, cursor_decode, cursor_encode_entry
 from graphql_api.errors import bad_user_input
 from graphql_api.inputs import AuditLogFilterInput
 from graphql_api.permissions import AUDIT_LOG_READERS
@@ -155,7 +155,7 @@ class AuditLogsArguments:
 
 
 def entry_cursor(organization: Organization, entry: Any) -> str:
-    return cursor_encode(organization_id=organization.pk, position=AuditLogPosition.of(entry))
+    return cursor_encode_entry(organization.pk, entry)
 
 
 def audit_log_connection(

@@ -166,3 +166,33 @@ def test_the_statement_reads_the_audit_table_by_index(data: Data, filters: Audit
         cursor.execute("EXPLAIN " + statement)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "Seq Scan on audit_log" not in plan, plan
+
+
+def test_times_read_by_the_statement_are_the_values_django_reads(
+    admin: User,
+) -> None:
+    """The statement's cursor loads timestamptz with psycopg's own loader: each time is the
+    value Django's loader gives (same instant, same UTC zone object, same ISO text), for
+    whole seconds, microseconds and the ends of Python's range."""
+    org = admin.organization
+    assert org is not None
+    times = [
+        datetime(2026, 6, 1, 8, 0, tzinfo=UTC),
+        datetime(2026, 6, 1, 8, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 6, 1, 8, 0, 0, 999_999, tzinfo=UTC),
+        datetime(2024, 2, 29, 23, 59, 59, 500_000, tzinfo=UTC),
+        datetime(1, 1, 1, 0, 0, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    audit_log_bulk_create(
+        organization=org,
+        drafts=[AuditEntryDraft(event=E.RESOURCE_DELETED.value, time=t) for t in times],
+    )
+    page = {"filters": AuditLogFilter.build(event_types=[E.RESOURCE_DELETED]), "first": 50}
+    expected = audit_log_page(organization=org, columns=("id", "time"), **page)  # type: ignore[arg-type]
+    found = audit_log_page_rows(organization=org, columns=("id", "time"), **page)  # type: ignore[arg-type]
+    assert [e.time for e in found.entries] == sorted(times, reverse=True)
+    for mine, django in zip(found.entries, expected.entries, strict=True):
+        assert mine.time == django.time
+        assert mine.time.tzinfo is django.time.tzinfo is UTC
+        assert mine.time.isoformat() == django.time.isoformat()
