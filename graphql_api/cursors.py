@@ -95,13 +95,16 @@ def cursor_encode(
     payload = (
         f"{_VERSION}:{head}" if stream_txid is None else f"{_STREAM_VERSION}:{head}:{stream_txid}"
     ).encode()
-    return f"{_b64(payload)}.{_tag(settings.SECRET_KEY, payload)}"
+    return _signed(payload)
 
 
 def cursor_encode_entry(organization_id: int, entry: Any) -> str:
     """``cursor_encode`` of the position of ``entry`` (an AuditLog, or a row with its
     ``time`` and ``id``), without making the position: every edge of a page needs one."""
-    payload = f"{_VERSION}:{organization_id}:{_micros(entry.time)}:{entry.id}".encode()
+    return _signed(f"{_VERSION}:{organization_id}:{_micros(entry.time)}:{entry.id}".encode())
+
+
+def _signed(payload: bytes) -> str:
     return f"{_b64(payload)}.{_tag(settings.SECRET_KEY, payload)}"
 
 
