@@ -190,3 +190,33 @@ def test_an_email_search_reads_the_entries_of_its_page_and_indexes_only(
     if table_reads > 10:
         problems.append(f"{table_reads} entries read from the table beyond the page")
     assert not problems, "\n".join(problems) + "\n" + json.dumps(plan)
+
+
+def test_an_email_search_page_reads_about_one_page_of_entries(big_org: Organization) -> None:
+    """21 addresses of about 300 entries each: the page reads a few entries of each
+    address to find where the page ends, then each address up to there (about 3 x 21 +
+    51 + 21 entries), not a page of 51 from each address (21 x 51 = 1,071)."""
+    from audit.filters import AuditLogFilter
+    from audit.page_sql import audit_log_page_rows
+
+    refresh_statistics("audit_log", "audit_actor_email", vacuum=True)
+    for first in (50, 100):
+        ((sql, params),) = _statements_of(
+            lambda first=first: audit_log_page_rows(
+                organization=big_org,
+                filters=AuditLogFilter.build(user_email="user7"),
+                first=first,
+                columns=("id", "time"),
+            )
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+            raw = cursor.fetchone()[0]
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+        read = sum(
+            node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+            for node in plan_nodes(plan)
+            if node.get("Index Name") == "audit_log_org_email_covering"
+        )
+        # Each address's first entries (first // 21 + 2 of them), then up to the bound.
+        assert read <= 21 * (first // 21 + 2) + first + 1 + 21, (first, read, json.dumps(plan))

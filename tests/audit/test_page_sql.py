@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -196,3 +197,87 @@ def test_times_read_by_the_statement_are_the_values_django_reads(
         assert mine.time == django.time
         assert mine.time.tzinfo is django.time.tzinfo is UTC
         assert mine.time.isoformat() == django.time.isoformat()
+
+
+# Addresses of very different activity, so that a page's entries come unevenly from them.
+SEARCHED = ["ann@a.test", "anna@a.test", "annie@b.test", "joanne@b.test", "ann.k@c.test"]
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    entries=st.lists(
+        st.tuples(
+            st.sampled_from([*SEARCHED[:1] * 6, *SEARCHED, None]),  # the first address busiest
+            st.integers(0, 40),  # minutes from T0: many entries share a time
+            st.sampled_from(EVENTS[:2]),
+        ),
+        max_size=80,
+    ),
+    needle=st.sampled_from(["ann", "anne", "a.test", "@"]),
+    events=st.none() | st.just([EVENTS[0]]),
+    size=st.sampled_from([0, 1, 2, 3, 4, 7, 20, 100]),
+    forward=st.booleans(),
+    cursor=st.none() | st.integers(0, 79),
+)
+def test_an_email_search_pages_as_a_brute_force_sort_does(
+    admin: User,
+    entries: list[tuple[str | None, int, E]],
+    needle: str,
+    events: list[E] | None,
+    size: int,
+    forward: bool,
+    cursor: int | None,
+) -> None:
+    """The page of an email search (its bound from a few entries of each address, then
+    each address up to it) holds exactly the entries a sort of every matching entry puts
+    there, however unevenly the addresses fill it, in both directions and from a cursor."""
+    from django.db import transaction
+
+    org = admin.organization
+    assert org is not None
+    with transaction.atomic():
+        audit_log_bulk_create(
+            organization=org,
+            drafts=[
+                AuditEntryDraft(event=e.value, time=T0 + timedelta(minutes=m), user_email=email)
+                for email, m, e in entries
+            ],
+        )
+        rows = list(
+            AuditLog.objects.filter(organization=org).values("id", "time", "actor_email", "event")
+        )
+        matching = sorted(
+            (
+                (r["time"], r["id"])
+                for r in rows
+                if r["actor_email"] is not None
+                and needle.lower() in r["actor_email"].lower()
+                and (events is None or r["event"] in events)
+            ),
+            reverse=True,
+        )
+        filters = AuditLogFilter.build(user_email=needle, event_types=events)
+        position = None
+        if cursor is not None and rows:
+            row = rows[cursor % len(rows)]
+            position = AuditLogPosition(time=row["time"], id=row["id"])
+        if forward:
+            window = [p for p in matching if position is None or p < (position.time, position.id)]
+            expected = [pk for _, pk in window[:size]]
+            arguments: dict[str, Any] = {"first": size, "after": position}
+        else:
+            window = [p for p in matching if position is None or p > (position.time, position.id)]
+            expected = [pk for _, pk in window[-size:]] if size else []
+            arguments = {"last": size, "before": position}
+        note(f"{len(matching)} matching, expected {expected}")
+        for read in (audit_log_page_rows, audit_log_page):
+            page = read(organization=org, filters=filters, columns=("id", "time"), **arguments)
+            assert [e.id for e in page.entries] == expected, read.__name__
+            # Whether more lie beyond the page: the one entry past it, found the same way.
+            beyond = page.has_next_page if forward else page.has_previous_page
+            assert beyond == (len(window) > size), read.__name__
+        transaction.set_rollback(True)
