@@ -1,8 +1,10 @@
 """Is a change in the figures the code or the machine? ``python -m bench.compare REV``
 (after ``make bench`` has built its database) serves the code of git revision REV and the
 working tree in turn, with the same Python environment and the same bench database, and
-measures S0 and S1 of bench/shapes.py with wrk: 1 client and 8, 5 s each, each tree
-``BENCH_COMPARE_ROUNDS`` times (2), alternated so that drift of the machine falls on both.
+measures the shapes of bench/shapes.py named by ``BENCH_COMPARE_SHAPES`` (``S0,S1``;
+``all`` for S0-S8) with wrk: p50 with 1 client, req/s with 8 and the server's CPU time per
+request (bench/compiled.py's ``measure``), 5 s each, each tree ``BENCH_COMPARE_ROUNDS``
+times (2), alternated so that drift of the machine falls on both.
 
 With ``BENCH_COMPARE_INGEST=N``, each round also runs bench/integrations.py of that tree
 (N events through ``recordAuditEvents`` in batches of 500, by 1 and 4 clients, then the
@@ -34,15 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(revision: str) -> None:
     sys.path.insert(0, str(ROOT))
-    from bench.__main__ import bench_reader_token, serving, wrk
-    from bench.shapes import QUERY_PAGE
+    from bench.__main__ import serving_process
+    from bench.compiled import measure, million_shapes
 
-    token = bench_reader_token("bench-compare")
+    token, _org, _deep, every_shape = million_shapes("bench-compare")
     # As make bench runs the current code: the limiter on, out of reach.
     env = {**os.environ, "RATE_LIMIT_PER_TOKEN": "1000000000"}
     env["RATE_LIMIT_PER_ADDRESS"] = "1000000000"
-    s0 = json.dumps({"query": "{ __typename }"})
-    s1 = json.dumps({"query": QUERY_PAGE, "variables": {}})
+    named = os.environ.get("BENCH_COMPARE_SHAPES", "S0,S1")
+    wanted = {shape.name for shape in every_shape} if named == "all" else set(named.split(","))
+    shapes = [shape for shape in every_shape if shape.name in wanted]
+    if {shape.name for shape in shapes} != wanted:
+        sys.exit(f"BENCH_COMPARE_SHAPES: no such shape in {named} (S0-S8, or all)")
     rounds = int(os.environ.get("BENCH_COMPARE_ROUNDS", "2"))
     ingest = int(os.environ.get("BENCH_COMPARE_INGEST", "0"))
     writes = int(os.environ.get("BENCH_COMPARE_WRITES", "0"))
@@ -57,15 +62,16 @@ def main(revision: str) -> None:
         try:
             trees = {revision: other, "working tree": ROOT}
             for label in list(trees) * rounds:
-                with serving(trees[label], env) as url:
-                    wrk(url, s1, token, 1, 2)  # warm up
-                    a, b = wrk(url, s0, token, 1, 5), wrk(url, s1, token, 1, 5)
-                    c = wrk(url, s1, token, 8, 5)
-                    print(
-                        f"{label}: S0 p50 {a['p50_ms']:.2f} ms; S1 p50 {b['p50_ms']:.2f} ms, "
-                        f"{b['rps']:,.0f} req/s with 1 client, {c['rps']:,.0f} with 8",
-                        flush=True,
-                    )
+                with serving_process(trees[label], env) as (url, pid):
+                    figures = []
+                    for shape in shapes:
+                        body = json.dumps({"query": shape.query, "variables": shape.variables})
+                        m = measure(url, pid, body, token, 5)
+                        figures.append(
+                            f"{shape.name} p50 {m['p50_ms']:.2f} ms, {m['rps_c8']:,.0f} req/s "
+                            f"with 8 clients, CPU {m['cpu_ms']:.2f} ms/req"
+                        )
+                    print(f"{label}: " + "; ".join(figures), flush=True)
                 if writes:
                     w = in_scratch(trees[label], env, ["bench.writes", str(writes), "2000"])
                     exports = "; ".join(
