@@ -13,12 +13,6 @@ the inserting transaction (audit/models.py, migration 0004):
   entries of the two boundary hours are counted one by one (for an email search, the
   boundary days' entries of the matched addresses, by index).
 
-A boundary part that covers most of its unit is read the other way round: the unit's own
-row minus what lies outside the window (``total_terms``). October from the 5th is the
-month of October less four days, not 27 days; a day from 01:08 is the day less one hour
-and eight minutes' entries. Each step reads the shorter side, so a 30-day window reads
-about a quarter of the rollup rows it would read adding inside parts alone.
-
 The work is bounded by the window's months, days and hours and the number of matched
 addresses, not by the number of entries, and the result is exact: the rollups are updated in the same
 transaction as the entries, and the total is read in the same statement (the same
@@ -98,74 +92,6 @@ _ROLLUPS = {
 }
 
 
-@dataclass(frozen=True)
-class Term:
-    """One part of a total: the rows of the rollup of ``unit`` whose unit lies in ``span``
-    (``unit`` None: the entries whose time lies in it, counted), added or, with ``sign``
-    -1, subtracted."""
-
-    sign: int
-    unit: str | None
-    span: Span
-
-
-def _length(span: Span) -> timedelta:
-    assert span.start is not None and span.end is not None
-    return span.end - span.start
-
-
-def _parts(edge: Span, unit: str) -> list[tuple[Span, Span]]:
-    """An edge of ``split`` as (the unit it lies in, the part in it): one part, or two
-    when the span held no whole unit and the edge crosses a boundary."""
-    assert edge.start is not None and edge.end is not None
-    parts = []
-    start = edge.start
-    while start < edge.end:
-        first = _floor(start, unit)
-        enclosing = Span(first, _next(first, unit))
-        assert enclosing.end is not None
-        parts.append((enclosing, Span(start, min(edge.end, enclosing.end))))
-        start = enclosing.end
-    return parts
-
-
-def total_terms(window: Span, units: list[str]) -> list[Term]:
-    """The terms whose signed sum is the number of entries in ``window``, read from the
-    rollups of ``units`` (coarsest first) and, below the finest, from the entries: whole
-    units from their rollup; each boundary part of a unit either from the next finer
-    level, or as the whole unit less what lies outside the window, whichever covers less
-    time (and so reads fewer rows)."""
-    terms: list[Term] = []
-
-    def add(span: Span, remaining: list[str], sign: int) -> None:
-        if not remaining:
-            terms.append(Term(sign, None, span))
-            return
-        unit = remaining[0]
-        whole, edges = split(span, unit)
-        if whole is not None:
-            terms.append(Term(sign, unit, whole))
-        for edge in edges:
-            for unit_of_part, part in _parts(edge, unit):
-                outside = [
-                    gap
-                    for gap in (
-                        Span(unit_of_part.start, part.start),
-                        Span(part.end, unit_of_part.end),
-                    )
-                    if _length(gap) > timedelta(0)
-                ]
-                if sum((_length(gap) for gap in outside), timedelta(0)) < _length(part):
-                    terms.append(Term(sign, unit, unit_of_part))
-                    for gap in outside:
-                        add(gap, remaining[1:], -sign)
-                else:
-                    add(part, remaining[1:], sign)
-
-    add(window, units, 1)
-    return terms
-
-
 def audit_log_total_sql(
     *, organization: Organization, filters: AuditLogFilter | None = None, cte: bool = False
 ) -> tuple[str, list[Any]]:
@@ -198,7 +124,7 @@ def audit_log_total_sql(
         common_params += emails_params
     units = [MONTH, DAY] if email else [MONTH, DAY, HOUR]
 
-    sql: list[str] = []
+    terms: list[str] = []
     params: list[Any] = []
 
     def bounded(column: str, span: Span, as_date: bool) -> tuple[list[str], list[Any]]:
@@ -211,24 +137,30 @@ def audit_log_total_sql(
             values.append(span.end.date() if as_date else span.end)
         return where, values
 
-    for term in total_terms(window, units):
-        if sql or term.sign < 0:
-            sql.append("+" if term.sign > 0 else "-")
-        if term.unit is None:  # what no rollup covers: count the entries, by index
-            where, values = bounded("time", term.span, False)
-            sql.append(
+    def add(span: Span, remaining: list[str]) -> None:
+        if not remaining:  # what no rollup covers: count the entries, by index
+            where, values = bounded("time", span, False)
+            terms.append(
                 f"(SELECT count(*) FROM audit_log WHERE {' AND '.join(common + where)})"  # noqa: S608
             )
-        else:
-            where, values = bounded(term.unit, term.span, term.unit != HOUR)
-            table = _ROLLUPS[(email, term.unit)]
-            sql.append(
+            params.extend(common_params + values)
+            return
+        unit = remaining[0]
+        whole, edges = split(span, unit)
+        if whole is not None:
+            where, values = bounded(unit, whole, unit != HOUR)
+            table = _ROLLUPS[(email, unit)]
+            terms.append(
                 f"COALESCE((SELECT sum(n) FROM {table} WHERE {' AND '.join(common + where)}), 0)"  # noqa: S608
             )
-        params.extend(common_params + values)
-    if not sql:
+            params.extend(common_params + values)
+        for edge in edges:
+            add(edge, remaining[1:])
+
+    add(window, units)
+    if not terms:
         return "0", []
-    return "(" + " ".join(sql) + ")", params
+    return "(" + " + ".join(terms) + ")", params
 
 
 def audit_log_total(*, organization: Organization, filters: AuditLogFilter | None = None) -> RawSQL:

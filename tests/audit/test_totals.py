@@ -18,7 +18,7 @@ from audit.filters import AuditLogFilter
 from audit.models import AuditCountDay, AuditLog
 from audit.selectors import audit_log_count
 from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_record
-from audit.totals import DAY, HOUR, MONTH, Span, Term, split, total_terms
+from audit.totals import DAY, HOUR, MONTH, Span, split
 from core.models import Organization, User
 from core.services import organization_create, user_create
 from tests.support import TRANSACTIONAL
@@ -86,26 +86,6 @@ def brute_force(org: Organization, f: dict[str, object]) -> int:
     more_imported=[(E.USER_LOGIN, T0 + 2 * D, None)],
     f={"time_from": T0 + D, "time_to": T0 + 2 * D},
 )
-@example(
-    # Most of February, read as February less what lies outside the window at each level:
-    # whole days, an hour, and the entries of part of an hour (test_total_terms_...).
-    imported=[
-        (E.USER_LOGIN, datetime(2026, 2, 1, 3, tzinfo=UTC), "Ann@a.test"),
-        (E.USER_LOGIN, datetime(2026, 2, 2, 4, 59, tzinfo=UTC), "bob@b.test"),
-        (E.RESOURCE_CREATED, datetime(2026, 2, 2, 5, 20, tzinfo=UTC), None),
-        (E.USER_LOGIN, datetime(2026, 2, 2, 5, 30, tzinfo=UTC), "Ann@a.test"),
-        (E.USER_LOGIN, datetime(2026, 2, 14, tzinfo=UTC), "ann.c@a.test"),
-        (E.USER_LOGIN, datetime(2026, 2, 27, 18, 10, tzinfo=UTC), None),
-        (E.USER_LOGIN, datetime(2026, 2, 27, 18, 11, tzinfo=UTC), "Ann@a.test"),
-        (E.USER_LOGIN, datetime(2026, 2, 28, 23, tzinfo=UTC), "bob@b.test"),
-    ],
-    recorded=[(E.USER_LOGIN, datetime(2026, 2, 2, 5, 29, tzinfo=UTC), "Ann@a.test")],
-    more_imported=[(E.SESSION_EXPIRED, datetime(2026, 2, 27, 17, tzinfo=UTC), None)],
-    f={
-        "time_from": datetime(2026, 2, 2, 5, 30, tzinfo=UTC),
-        "time_to": datetime(2026, 2, 27, 18, 10, tzinfo=UTC),
-    },
-)
 def test_rollup_totals_equal_a_brute_force_count(
     db: None,
     imported: list[tuple[str, datetime, str | None]],
@@ -158,43 +138,6 @@ def test_split_into_whole_units_and_edges() -> None:
         Span(datetime(2026, 1, 1, tzinfo=UTC), None),
         [Span(december, datetime(2026, 1, 1, tzinfo=UTC))],
     )
-
-
-def test_total_terms_read_the_shorter_side_of_each_boundary() -> None:
-    minute = timedelta(minutes=1)
-    october, november = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
-    since = datetime(2026, 10, 5, 1, 8, tzinfo=UTC)
-    until = datetime(2026, 11, 4, 0, 42, tzinfo=UTC)
-    oct5, nov4 = datetime(2026, 10, 5, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC)
-    assert total_terms(Span(since, until), [MONTH, DAY, HOUR]) == [
-        # October from the 5th, 01:08: the month less four days, an hour and 8 minutes.
-        Term(1, MONTH, Span(october, november)),
-        Term(-1, DAY, Span(october, oct5)),
-        Term(-1, HOUR, Span(oct5, oct5 + H)),
-        Term(-1, None, Span(oct5 + H, since)),
-        # November to the 4th, 00:42: three days, and the hour less its last 18 minutes.
-        Term(1, DAY, Span(november, nov4)),
-        Term(1, HOUR, Span(nov4, nov4 + H)),
-        Term(-1, None, Span(until, nov4 + H)),
-    ]
-    # Without hours (an email search), the partial days are counted, the shorter side.
-    assert total_terms(Span(since, until), [MONTH, DAY]) == [
-        Term(1, MONTH, Span(october, november)),
-        Term(-1, DAY, Span(october, oct5)),
-        Term(-1, None, Span(oct5, since)),
-        Term(1, DAY, Span(november, nov4)),
-        Term(1, None, Span(nov4, until)),
-    ]
-    # A short part is read directly; an unbounded window is whole units and one edge.
-    assert total_terms(Span(since, since + 5 * minute), [MONTH, DAY, HOUR]) == [
-        Term(1, None, Span(since, since + 5 * minute))
-    ]
-    assert total_terms(Span(None, until), [MONTH, DAY, HOUR]) == [
-        Term(1, MONTH, Span(None, november)),
-        Term(1, DAY, Span(november, nov4)),
-        Term(1, HOUR, Span(nov4, nov4 + H)),
-        Term(-1, None, Span(until, nov4 + H)),
-    ]
 
 
 @TRANSACTIONAL
