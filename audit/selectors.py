@@ -35,6 +35,7 @@ from django.db.models.fields.tuple_lookups import (
 from django.db.models.functions import Cast
 
 from audit.filters import (
+    MATCHED_EMAILS,
     USER_EMAIL_MAX_LENGTH,
     AuditLogFilter,
     actor_emails_matching,
@@ -170,15 +171,20 @@ def _email_page_ids(
     reach, unbounded = (">=", "-infinity") if forward else ("<=", "infinity")
     entries = f"SELECT x.time, x.id FROM audit_log x WHERE {' AND '.join(conditions)}"  # noqa: S608
     in_order = f"ORDER BY x.time {order}, x.id {order}"
-    emails, emails_params = matched_emails_sql(organization, f.user_email, cte=cte)
+    # The addresses: the statement's own CTE, or one of this subquery's.
+    emails_params: list[Any] = []
+    addresses, with_emails = MATCHED_EMAILS, ""
+    if not cte:
+        emails, emails_params = matched_emails_sql(organization, f.user_email)
+        addresses, with_emails = "page_emails", f"page_emails AS MATERIALIZED ({emails}),"
     # Fixed fragments only; every value is a parameter.
     sql = (
-        f"WITH page_emails AS MATERIALIZED ({emails}),"  # noqa: S608
-        f" page_bound AS (SELECT k.time, k.id FROM page_emails d CROSS JOIN LATERAL ("
+        f"WITH {with_emails}"  # noqa: S608
+        f" page_bound AS (SELECT k.time, k.id FROM {addresses} d CROSS JOIN LATERAL ("
         f"{entries} {in_order}"
-        " LIMIT (SELECT %s / GREATEST(count(*), 1) + 1 FROM page_emails)) k"
+        f" LIMIT (SELECT %s / GREATEST(count(*), 1) + 1 FROM {addresses})) k"
         f" ORDER BY k.time {order}, k.id {order} OFFSET %s LIMIT 1)"
-        f" SELECT k.id FROM page_emails d CROSS JOIN LATERAL ("
+        f" SELECT k.id FROM {addresses} d CROSS JOIN LATERAL ("
         f"{entries} AND (x.time, x.id) {reach} ("
         f"COALESCE((SELECT time FROM page_bound), '{unbounded}'::timestamptz),"
         " COALESCE((SELECT id FROM page_bound), 0))"
