@@ -112,11 +112,9 @@ TEMPLATES = [
 _database_url = os.environ.get("DATABASE_URL", "").strip()
 _owner_url = os.environ.get("DATABASE_OWNER_URL", "").strip()
 if _database_url:
-    DATABASES = {
-        "default": {"ENGINE": "django.db.backends.postgresql", **database_from_url(_database_url)}
-    }
+    DATABASES = {"default": {"ENGINE": "core.postgresql", **database_from_url(_database_url)}}
     DATABASES[OWNER_ALIAS] = {
-        "ENGINE": "django.db.backends.postgresql",
+        "ENGINE": "core.postgresql",
         **database_from_url(_owner_url or _database_url),
     }
     if _owner_url:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import atexit
 from typing import Any
 
-from django.db.backends.postgresql import base
-
 from core.database import close_all_connections
 from core.embedded_postgres import embedded_postgres
+from core.postgresql import base
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
