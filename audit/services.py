@@ -37,6 +37,7 @@ from django.utils import timezone
 from audit import integrity, witness
 from audit.context import audit_context_get
 from audit.events import RECORDED_BY_THE_AUDIT_LOG, AuditEventType
+from audit.insert_sql import audit_log_insert
 from audit.models import (
     ENTRY_TIME_MIN,
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -83,7 +84,7 @@ def audit_log_record(
         details=_json_object(details),
         time=_aware(time) if time is not None else timezone.now(),
     )
-    entry.save(force_insert=True)
+    audit_log_insert(entry)  # entry.save(force_insert=True), its statement written once
     return entry
 
 
