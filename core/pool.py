@@ -4,9 +4,10 @@ Every request takes a connection from the pool (psycopg_pool, core/settings.py) 
 it back at its end. A connection broken while it sat in the pool (the database restarted,
 or an administrator ended its session) must not be handed out: the request would fail.
 psycopg_pool's own check (``ConnectionPool.check_connection``, what Django installs for
-``CONN_HEALTH_CHECKS``) finds out by sending an empty query and waiting for the answer,
-one round trip to PostgreSQL on every request, about a third of the time a page of 50
-spends waiting on the database (a py-spy profile of S1 under load, docs/PERFORMANCE.md).
+``CONN_HEALTH_CHECKS``) finds out by sending an empty query and waiting for the answer:
+one round trip to PostgreSQL on every request, a third of a worker thread's samples
+while it served pages of 50 under load (py-spy, docs/PERFORMANCE.md), against half for
+the page's own statement.
 
 A connection that sits idle in the pool receives nothing unless something happened to
 it: when PostgreSQL ends a session (a shutdown, ``pg_terminate_backend``, a crash of the
