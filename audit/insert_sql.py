@@ -2,8 +2,9 @@
 
 Recording an entry (audit/services.py) is one INSERT in the transaction of the action it
 describes, and ``Model.save`` builds that INSERT anew every time: compiling the statement
-and preparing each of its ten values took about half of the 0.7 ms of CPU a recorded
-entry cost the caller (a cProfile of ``audit_log_record``, docs/PERFORMANCE.md). The
+and preparing each of its ten values was most of the CPU a recorded entry cost the caller
+(a cProfile of ``audit_log_record``; ``python -m bench.profile`` measured 0.57 and 0.55
+ms per entry with ``save``, 0.36 and 0.46 ms with this, docs/PERFORMANCE.md). The
 statement never changes, so ``audit_log_insert`` sends it as fixed text with the same
 values, adapted by Django's own adapters for the columns that need one (the address, the
 details), and fills in what PostgreSQL returns (the id, and the transaction id that

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +60,7 @@ times = st.datetimes(
 )
 def test_a_recorded_entry_is_the_entry_save_writes(
     admin: User,
+    make_user: Callable[..., User],
     event: str,
     who: str | None,
     ip: str | None,
@@ -67,12 +69,14 @@ def test_a_recorded_entry_is_the_entry_save_writes(
 ) -> None:
     org = admin.organization
     assert org is not None
+    actors = {
+        "admin": admin,
+        "unnamed": User.objects.filter(email="unnamed@example.test").first()
+        or make_user(org, email="unnamed@example.test", name=""),
+        None: None,
+    }
     with transaction.atomic():
-        actor = (
-            {"admin": admin, None: None}.get(who)
-            if who != "unnamed"
-            else User.objects.create(organization=org, email="Unnamed@Example.test", name="")
-        )
+        actor = actors[who]
         recorded = audit_log_record(
             organization=org, event=event, actor=actor, ip=ip, details=details, time=time
         )

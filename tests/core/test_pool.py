@@ -7,6 +7,7 @@ import json
 import select
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -26,14 +27,14 @@ def _connect() -> psycopg.Connection:
     return psycopg.connect(database_url(connection.settings_dict), autocommit=True)
 
 
-def _sent(check: object, conn: psycopg.Connection) -> str:
+def _sent(check: Callable[[psycopg.Connection], None], conn: psycopg.Connection) -> str:
     """What ``check(conn)`` exchanged with the server, as libpq traces it."""
     with tempfile.TemporaryDirectory() as directory:
         trace = Path(directory) / "trace"
         with trace.open("w") as out:
             conn.pgconn.trace(out.fileno())
             try:
-                check(conn)  # type: ignore[operator]
+                check(conn)
             finally:
                 conn.pgconn.untrace()
         return trace.read_text()
