@@ -50,18 +50,23 @@ restore: install
 	@test -n "$(FILE)" -a -n "$(DATABASE)" || { echo "usage: make restore FILE=backups/x.dump DATABASE=new_name"; exit 2; }
 	DEBUG=$${DEBUG:-1} $(PY) manage.py restore_db $(FILE) --database $(DATABASE)
 
-## Regenerate schema.graphql, the published GraphQL contract, from the code.
+## Regenerate the published contracts from the code: schema.graphql (GraphQL) and
+## audit-details.schema.json (JSON Schema of each event type's details).
 schema: install
 	$(TEST_ENV) $(PY) manage.py export_schema graphql_api.schema --path schema.graphql
 	@echo >> schema.graphql
+	$(TEST_ENV) $(PY) manage.py export_details_schema --path audit-details.schema.json
 
-## Fail when schema.graphql differs from what the code serves (run `make schema`, review, commit).
+## Fail when either contract differs from what the code serves (run `make schema`, review, commit).
 schema-check: install
 	@$(TEST_ENV) $(PY) manage.py export_schema graphql_api.schema --path $(VENV)/schema.graphql.new >/dev/null
 	@echo >> $(VENV)/schema.graphql.new
 	@diff -u schema.graphql $(VENV)/schema.graphql.new || \
 		{ echo "schema.graphql is out of date: run 'make schema', review the diff, commit it."; exit 1; }
-	@echo "schema.graphql matches the code."
+	@$(TEST_ENV) $(PY) manage.py export_details_schema --path $(VENV)/audit-details.schema.json.new
+	@diff -u audit-details.schema.json $(VENV)/audit-details.schema.json.new || \
+		{ echo "audit-details.schema.json is out of date: run 'make schema', review the diff, commit it."; exit 1; }
+	@echo "schema.graphql and audit-details.schema.json match the code."
 
 lint: install
 	$(PY) -m ruff check .

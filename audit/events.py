@@ -5,13 +5,28 @@ GraphQL enum and the frontend's dropdown are all derived from ``AuditEventType``
 seventeen types of the product's actions are joined by the audit log's own
 (``RECORDED_BY_THE_AUDIT_LOG``): ``AUDIT_LOG_PRUNED``.
 
-To add an event type: add a member here with its description, make a migration (the
-CHECK constraint on ``audit_log.event`` lists the values), and update the pinned set in
+Each event type also declares the shape of its details (``DETAILS_FAMILIES``): the keys,
+their types, which are required. Event types that describe the same kind of thing form a
+family (users, sessions, resources, ...), which is one type of the GraphQL union
+``AuditDetails`` (graphql_api/details.py); the same definitions are published as JSON
+Schema (audit/details.py, ``make schema``), and ``recordAuditEvents`` and
+``import_audit_events`` check every event against them (required keys present, values of
+the declared type; keys not declared are kept, so senders can add context).
+
+To add an event type: add a member here with its description and put it in a family
+(with the keys it requires), make a migration (the CHECK constraint on ``audit_log.event``
+lists the values), run ``make schema``, and update the pinned set in
 ``tests/audit/test_events.py`` -- the test is there so that the vocabulary never changes
-by accident. Never rename or remove a value: stored entries and clients use it.
+by accident. Never rename or remove a value, or a declared key: stored entries and
+clients use them. A key may be added to a family, as optional.
 """
 
 from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
 
 from django.db import models
 
@@ -45,3 +60,252 @@ RECORDED_BY_THE_AUDIT_LOG = frozenset({AuditEventType.AUDIT_LOG_PRUNED.value})
 
 # The longest value decides the column width; checked by the vocabulary test.
 EVENT_MAX_LENGTH = 32
+
+
+# --- the shape of each event type's details -----------------------------------------------
+
+
+class Kind(enum.Enum):
+    """The type of a key's value (JSON Schema / GraphQL)."""
+
+    STRING = "string"
+    INTEGER = "integer"  # within GraphQL's Int: -2^31 .. 2^31-1; 3.0 counts, as in JSON Schema
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"  # an RFC 3339 string with its offset: 2026-01-31T12:00:00Z
+    STRINGS = "strings"  # a list of strings
+    CHANGES = "changes"  # {"<field>": {"from": <any JSON>, "to": <any JSON>}, ...}
+    OBJECT = "object"  # nested keys (Key.shape)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A nested object: a GraphQL type of its own (``name``) and a JSON Schema definition."""
+
+    name: str
+    description: str
+    keys: tuple[Key, ...]
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of the details. ``required`` keys must be present (nested keys: whenever
+    their object is); ``nullable`` ones may be null; ``min_length`` applies to strings.
+    ``graphql`` names the GraphQL field when the key's camelCase would clash with a field
+    of another type of the union (GraphQL wants one type per field name across them)."""
+
+    name: str
+    kind: Kind
+    description: str
+    required: bool = False
+    nullable: bool = False
+    min_length: int = 0
+    shape: Shape | None = None
+    graphql: str | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """Event types whose details describe the same kind of thing, with the keys they may
+    carry. ``events`` maps each event type to the keys it requires (the others are
+    optional for it)."""
+
+    name: str
+    description: str
+    keys: tuple[Key, ...]
+    events: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def key(self, name: str) -> Key:
+        return next(key for key in self.keys if key.name == name)
+
+
+_E = AuditEventType
+_CHANGES = "What changed, by field: each field's value before (`from`) and after (`to`)."
+_ID = "A non-empty string."
+
+ORGANIZATION = Shape(
+    "AuditDetailsOrganization",
+    "The organization as it was registered.",
+    (
+        Key("id", Kind.INTEGER, "The organization's id.", required=True),
+        Key("slug", Kind.STRING, "Its unique short name.", required=True, min_length=1),
+        Key("name", Kind.STRING, "Its display name.", required=True),
+        Key("plan", Kind.STRING, "Its plan: FREE or PAID.", required=True),
+    ),
+)
+USER = Shape(
+    "AuditDetailsUser",
+    "The user an action was about (not who did it: that is the entry's user), as they "
+    "were at the time.",
+    (
+        Key("email", Kind.STRING, "The user's email.", required=True, min_length=1),
+        Key("id", Kind.INTEGER, "The user's id in this backend."),
+        Key("name", Kind.STRING, "The user's name, possibly empty."),
+    ),
+)
+ROLE = Shape(
+    "AuditDetailsRole",
+    "The role an action was about, as it was after the action (before it, for a deletion).",
+    (
+        Key("name", Kind.STRING, "The role's name, unique in its organization.", required=True),
+        Key("id", Kind.INTEGER, "The role's id in this backend."),
+        Key("is_admin", Kind.BOOLEAN, "Whether it is the organization's Administrator role."),
+        Key(
+            "permissions",
+            Kind.STRINGS,
+            "The permissions the role grants, as the sending platform names them.",
+        ),
+    ),
+)
+
+DETAILS_FAMILIES: Final[tuple[Family, ...]] = (
+    Family(
+        "RegistrationDetails",
+        "The details of USER_REGISTERED: the organization that was registered.",
+        (
+            Key(
+                "organization",
+                Kind.OBJECT,
+                "The new organization.",
+                shape=ORGANIZATION,
+            ),
+        ),
+        {_E.USER_REGISTERED: ("organization",)},
+    ),
+    Family(
+        "SignInDetails",
+        "The details of USER_LOGIN: how the user signed in.",
+        (
+            Key(
+                "method",
+                Kind.STRING,
+                "How the user proved who they are: `password` for this backend's sign-in "
+                "form; integrations name their own (`sso`, `passkey`, ...).",
+                min_length=1,
+            ),
+            Key("user_agent", Kind.STRING, "The browser's User-Agent header, when it sent one."),
+        ),
+        {_E.USER_LOGIN: ("method",)},
+    ),
+    Family(
+        "UserDetails",
+        "The details of USER_CREATED, USER_UPDATED (with `changes`) and USER_DELETED.",
+        (
+            Key("user", Kind.OBJECT, "The user concerned.", shape=USER),
+            Key(
+                "role",
+                Kind.STRING,
+                "USER_CREATED: the name of the role the user was given; null for none.",
+                nullable=True,
+                graphql="roleName",
+            ),
+            Key("changes", Kind.CHANGES, _CHANGES),
+        ),
+        {
+            _E.USER_CREATED: ("user",),
+            _E.USER_UPDATED: ("user", "changes"),
+            _E.USER_DELETED: ("user",),
+        },
+    ),
+    Family(
+        "SessionDetails",
+        "The details of SESSION_STARTED, SESSION_STOPPED, SESSION_EXTENDED and SESSION_EXPIRED.",
+        (
+            Key("session_id", Kind.STRING, "The session's id. " + _ID, min_length=1),
+            Key(
+                "duration_seconds",
+                Kind.INTEGER,
+                "How long the session was granted (STARTED) or lasted (STOPPED, EXPIRED).",
+            ),
+            Key("expires_at", Kind.DATETIME, "When the session expires (or expired)."),
+            Key(
+                "extended_by_seconds",
+                Kind.INTEGER,
+                "SESSION_EXTENDED: how many seconds were added to the session.",
+            ),
+        ),
+        {
+            _E.SESSION_STARTED: ("session_id",),
+            _E.SESSION_STOPPED: ("session_id",),
+            _E.SESSION_EXTENDED: ("session_id", "extended_by_seconds"),
+            _E.SESSION_EXPIRED: ("session_id",),
+        },
+    ),
+    Family(
+        "ResourceDetails",
+        "The details of RESOURCE_CREATED, RESOURCE_UPDATED (with `changes`) and "
+        "RESOURCE_DELETED: a cloud resource of the organization.",
+        (
+            Key(
+                "resource",
+                Kind.STRING,
+                "The resource's id in the cloud platform (e.g. `vm-12`). " + _ID,
+                min_length=1,
+            ),
+            Key("kind", Kind.STRING, "What sort of resource it is (e.g. `vm`, `bucket`)."),
+            Key("name", Kind.STRING, "Its display name."),
+            Key("changes", Kind.CHANGES, _CHANGES),
+        ),
+        {
+            _E.RESOURCE_CREATED: ("resource",),
+            _E.RESOURCE_UPDATED: ("resource", "changes"),
+            _E.RESOURCE_DELETED: ("resource",),
+        },
+    ),
+    Family(
+        "CredentialDetails",
+        "The details of CREDENTIAL_CREATED and CREDENTIAL_DELETED: a cloud credential (never "
+        "its secret).",
+        (
+            Key(
+                "credential",
+                Kind.STRING,
+                "The credential's id (e.g. an access key id; never the secret). " + _ID,
+                min_length=1,
+            ),
+            Key("kind", Kind.STRING, "What sort of credential it is (e.g. `aws-access-key`)."),
+            Key("name", Kind.STRING, "Its display name."),
+        ),
+        {_E.CREDENTIAL_CREATED: ("credential",), _E.CREDENTIAL_DELETED: ("credential",)},
+    ),
+    Family(
+        "RoleDetails",
+        "The details of ROLE_CREATED, ROLE_UPDATED (with `changes`) and ROLE_DELETED.",
+        (
+            Key("role", Kind.OBJECT, "The role concerned.", shape=ROLE),
+            Key("changes", Kind.CHANGES, _CHANGES),
+        ),
+        {
+            _E.ROLE_CREATED: ("role",),
+            _E.ROLE_UPDATED: ("role", "changes"),
+            _E.ROLE_DELETED: ("role",),
+        },
+    ),
+    Family(
+        "RetentionDetails",
+        "The details of AUDIT_LOG_PRUNED: one batch of entries removed by retention, with "
+        "the digest of their ids that the signed prune record holds.",
+        (
+            Key("entries", Kind.INTEGER, "How many entries the batch removed."),
+            Key("before", Kind.DATETIME, "Entries older than this were removed."),
+            Key("retentionDays", Kind.INTEGER, "The retention period applied, in days."),
+            Key(
+                "pruneRecordIdsSha256",
+                Kind.STRING,
+                "SHA-256 (hex) of the removed entries' ids, as the prune record packs them.",
+            ),
+        ),
+        {
+            _E.AUDIT_LOG_PRUNED: (
+                "entries",
+                "before",
+                "retentionDays",
+                "pruneRecordIdsSha256",
+            )
+        },
+    ),
+)
+
+# Each event type's family.
+FAMILY_OF: Final[Mapping[str, Family]] = {
+    event: family for family in DETAILS_FAMILIES for event in family.events
+}

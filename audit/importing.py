@@ -7,6 +7,9 @@ One JSON object per line::
 
 ``event`` and ``time`` (ISO 8601 with a timezone) are required; ``user_email``,
 ``user_name``, ``ip`` and ``details`` (an object) are optional. Blank lines are skipped.
+The details must have the shape their event type declares (audit/events.py), unless the
+caller turns that check off (``--no-details-check``, for files written before details
+were typed).
 Unknown fields are errors, so that a misspelt field is not silently dropped.
 """
 
@@ -17,6 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import IO, Any
 
+from audit.details import details_problems
 from audit.events import AuditEventType
 from audit.models import ENTRY_TIME_MAX, ENTRY_TIME_MIN
 from audit.services import AuditEntryDraft
@@ -35,8 +39,10 @@ class ImportLineError(ValueError):
         self.message = message
 
 
-def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
-    """The draft for one line, None for a blank line; ImportLineError when invalid."""
+def parse_line(raw: bytes, line_number: int, check_details: bool = True) -> AuditEntryDraft | None:
+    """The draft for one line, None for a blank line; ImportLineError when invalid.
+    ``check_details`` checks the details against the event type's declared shape
+    (audit/details.py); without it they are only checked to be a storable object."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -59,7 +65,7 @@ def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
     if not ALLOWED_FIELDS.issuperset(data):
         unknown = set(data) - ALLOWED_FIELDS
         raise ImportLineError(line_number, f"unknown field(s): {', '.join(sorted(unknown))}")
-    return AuditEntryDraft(
+    draft = AuditEntryDraft(
         event=_event(data, line_number),
         time=_time(data, line_number),
         user_email=_optional_text(data, "user_email", 254, line_number),
@@ -67,6 +73,11 @@ def parse_line(raw: bytes, line_number: int) -> AuditEntryDraft | None:
         ip=_ip(data, line_number),
         details=_details(data, line_number),
     )
+    if check_details and (problems := details_problems(draft.event, draft.details)):
+        raise ImportLineError(
+            line_number, "; ".join(f"{path} {message}" for path, message in problems)
+        )
+    return draft
 
 
 class InvalidLines(ValueError):
@@ -82,7 +93,9 @@ MAX_REPORTED_ERRORS = 50
 
 
 def iter_drafts(
-    stream: IO[bytes], on_bytes: Callable[[int], None] | None = None
+    stream: IO[bytes],
+    on_bytes: Callable[[int], None] | None = None,
+    check_details: bool = True,
 ) -> Iterator[AuditEntryDraft]:
     """Every draft of a file, in file order, validated as it is read (one pass).
 
@@ -99,7 +112,7 @@ def iter_drafts(
         if on_bytes is not None and number % 10_000 == 0:
             on_bytes(read)
         try:
-            draft = parse_line(raw, number)
+            draft = parse_line(raw, number, check_details)
         except ImportLineError as exc:
             count += 1
             if len(errors) < MAX_REPORTED_ERRORS:

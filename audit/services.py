@@ -36,7 +36,8 @@ from django.utils import timezone
 
 from audit import integrity, witness
 from audit.context import audit_context_get
-from audit.events import RECORDED_BY_THE_AUDIT_LOG, AuditEventType
+from audit.details import details_problems
+from audit.events import FAMILY_OF, RECORDED_BY_THE_AUDIT_LOG, AuditEventType
 from audit.insert_sql import audit_log_insert
 from audit.models import (
     ENTRY_TIME_MIN,
@@ -379,7 +380,9 @@ def _checked(
         except ValueError:
             problem("ip", f"{submission.ip[:60]!r} is not an IPv4 or IPv6 address")
     details_json = "{}"
+    details: Mapping[str, Any] | None = {}
     if submission.details is not None:
+        details = None
         if not isinstance(submission.details, Mapping):
             problem("details", "must be a JSON object")
         elif (unstorable := json_problem(submission.details)) is not None:
@@ -388,6 +391,11 @@ def _checked(
             details_json = json.dumps(dict(submission.details), cls=DjangoJSONEncoder)
             if len(details_json.encode()) > DETAILS_MAX_BYTES:
                 problem("details", f"must encode to at most {DETAILS_MAX_BYTES} bytes of JSON")
+            else:
+                details = submission.details
+    if details is not None and event in FAMILY_OF and event not in RECORDED_BY_THE_AUDIT_LOG:
+        for path, message in details_problems(event, details):
+            problem(path, message)
     moment = now
     if submission.time is not None:
         moment = submission.time if submission.time.tzinfo else submission.time.replace(tzinfo=UTC)

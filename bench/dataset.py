@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from audit.events import AuditEventType as E
 from audit.services import AuditEntryDraft, audit_log_bulk_create
+from core.management.commands.seed_demo import demo_details
 from core.models import Organization, Role, User
 from core.services import organization_create, user_create
 
@@ -41,6 +42,7 @@ def bench_email(n: int) -> str:
 
 def _drafts(count: int, emails: list[str], seed: int, now: datetime) -> Iterator[AuditEntryDraft]:
     rng = random.Random(seed)
+    shapes = random.Random(seed + 1)  # the details' values, apart from the entries' own
     start = now - timedelta(days=DAYS)
     span = DAYS * 86_400
     step = span / max(count, 1)
@@ -49,7 +51,9 @@ def _drafts(count: int, emails: list[str], seed: int, now: datetime) -> Iterator
         moment = start + timedelta(seconds=min(span - 1, i * step + rng.random() * step))
         roll = rng.random()
         if roll < 0.05:
-            yield AuditEntryDraft(event=E.SESSION_EXPIRED, time=moment, details={"session": i})
+            yield AuditEntryDraft(
+                event=E.SESSION_EXPIRED, time=moment, details={"session_id": f"sess_{i}"}
+            )
             continue
         event: str
         if roll < 0.45:
@@ -63,7 +67,7 @@ def _drafts(count: int, emails: list[str], seed: int, now: datetime) -> Iterator
             time=moment,
             user_email=rng.choice(emails),
             ip=f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-            details={"n": i, "region": rng.choice(["eu-west-1", "us-east-1"])},
+            details={**demo_details(shapes, event), "n": i},
         )
 
 

@@ -54,6 +54,18 @@ def _ingest(port: int, token: str, batches: list[list[dict[str, Any]]]) -> None:
         connection.close()
 
 
+def _details(event: str, n: int) -> dict[str, Any]:
+    """Details of the shape ``event`` declares (audit/events.py), and a key of our own."""
+    if event == "USER_LOGIN":
+        return {"method": "password", "n": n}
+    if event == "SESSION_STARTED":
+        return {"session_id": f"sess_{n}", "n": n}
+    details: dict[str, Any] = {"resource": f"vm-{n % 997}", "n": n}
+    if event == "RESOURCE_UPDATED":
+        details["changes"] = {"size": {"from": "small", "to": "large"}}
+    return details
+
+
 def _batches(prefix: str, events: int, emails: list[str]) -> list[list[dict[str, Any]]]:
     kinds = ["RESOURCE_CREATED", "RESOURCE_UPDATED", "USER_LOGIN", "SESSION_STARTED"]
     return [
@@ -63,7 +75,7 @@ def _batches(prefix: str, events: int, emails: list[str]) -> list[list[dict[str,
                 "event": kinds[n % len(kinds)],
                 "userEmail": emails[n % len(emails)],
                 "ip": f"203.0.113.{n % 250}",
-                "details": {"resource": f"vm-{n % 997}", "n": n},
+                "details": _details(kinds[n % len(kinds)], n),
             }
             for n in range(start, min(start + BATCH, events))
         ]

@@ -47,6 +47,14 @@ CLIENT_TIMEOUT = 15.0
 BATCH = 50
 RARE_EVENTS = ["CREDENTIAL_DELETED", "ROLE_DELETED"]
 EVENTS = ["RESOURCE_UPDATED", "USER_LOGIN", "SESSION_STARTED", *RARE_EVENTS]
+# Each event type's declared details (audit/events.py); the writers add keys of their own.
+SHAPES: dict[str, dict[str, Any]] = {
+    "RESOURCE_UPDATED": {"resource": "vm-1", "changes": {"size": {"from": "s", "to": "m"}}},
+    "USER_LOGIN": {"method": "password"},
+    "SESSION_STARTED": {"session_id": "sess_1"},
+    "CREDENTIAL_DELETED": {"credential": "cred_1"},
+    "ROLE_DELETED": {"role": {"name": "Auditor"}},
+}
 PAGE = """query Page($after: String) { auditLogs(first: 50, after: $after) {
   totalCount pageInfo { hasNextPage endCursor } edges { node { id event time } } } }"""
 RECORD = "mutation($e: [AuditEventInput!]!) { recordAuditEvents(events: $e) { events { id } } }"
@@ -144,14 +152,15 @@ def writer(
 ) -> None:
     client, batch_number = Client(port, token), 0
     while not stop.is_set():
+        events = [rng.choice(EVENTS) for _ in range(BATCH)]
         batch = [
             {
                 "idempotencyKey": f"w{n}-{batch_number}-{i}",
-                "event": rng.choice(EVENTS),
+                "event": event,
                 "userEmail": f"member{rng.randrange(20)}@soak.test",
-                "details": {"writer": n, "batch": batch_number},
+                "details": {**SHAPES[event], "writer": n, "batch": batch_number},
             }
-            for i in range(BATCH)
+            for i, event in enumerate(events)
         ]
         while True:  # the same batch until it is acknowledged
             data = client.post(RECORD, {"e": batch}, outcomes)
@@ -310,7 +319,17 @@ def main() -> int:
         _wait_for(port, server)
         # Subscribers start after a marker event, so they cannot miss what follows it.
         marker = Client(port, write_token).post(
-            MARKER, {"e": [{"idempotencyKey": "marker", "event": "USER_LOGIN"}]}, outcomes
+            MARKER,
+            {
+                "e": [
+                    {
+                        "idempotencyKey": "marker",
+                        "event": "USER_LOGIN",
+                        "details": SHAPES["USER_LOGIN"],
+                    }
+                ]
+            },
+            outcomes,
         )
         if marker is None:
             log("could not record the marker event")

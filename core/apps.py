@@ -30,4 +30,6 @@ class CoreConfig(AppConfig):
 def _record_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     from core.services import user_record_login
 
-    user_record_login(user=user)
+    # This backend's one way to sign in is the password form (core/backends.py).
+    user_agent = request.META.get("HTTP_USER_AGENT", "") if request is not None else ""
+    user_record_login(user=user, method="password", user_agent=user_agent)

@@ -175,14 +175,26 @@ def user_delete(*, user: User) -> None:
     user.delete()
 
 
+# A User-Agent header is recorded up to this many characters.
+USER_AGENT_MAX_LENGTH = 512
+
+
 @transaction.atomic
-def user_record_login(*, user: User) -> None:
-    """Sign-in bookkeeping: last_login and the USER_LOGIN entry, in one transaction."""
+def user_record_login(*, user: User, method: str = "password", user_agent: str = "") -> None:
+    """Sign-in bookkeeping: last_login and the USER_LOGIN entry, in one transaction.
+    ``method`` is how the user proved who they are; ``user_agent`` their browser's
+    header, if any."""
     user.last_login = timezone.now()
     user.save(update_fields=["last_login"])
     if user.organization is not None:
+        details: dict[str, Any] = {"method": method}
+        if user_agent:
+            details["user_agent"] = user_agent[:USER_AGENT_MAX_LENGTH]
         audit_log_record(
-            organization=user.organization, event=AuditEventType.USER_LOGIN, actor=user
+            organization=user.organization,
+            event=AuditEventType.USER_LOGIN,
+            actor=user,
+            details=details,
         )
 
 

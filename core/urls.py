@@ -1,5 +1,6 @@
 """URL routes: the Audit Logs page (/audit-logs/, where / leads), the GraphQL API and
-GraphiQL (/graphql/), file exports (/audit-logs/export), sign-in for the browser
+GraphiQL (/graphql/), file exports (/audit-logs/export), the JSON Schema of event details
+(/schemas/audit-details.json), sign-in for the browser
 (/accounts/), and the Django admin for operators (/admin/)."""
 
 from django.contrib import admin
@@ -7,9 +8,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 from django.views.generic import RedirectView
 
+from audit.details import SCHEMA_URL_PATH
 from core.csp import with_page_csp
 from graphql_api.exports import export_view
-from graphql_api.pages import audit_logs_page
+from graphql_api.pages import audit_logs_page, details_schema
 from graphql_api.views import graphql_view
 
 urlpatterns = [
@@ -17,6 +19,7 @@ urlpatterns = [
     path("audit-logs/", audit_logs_page, name="audit-logs"),
     path("graphql/", graphql_view, name="graphql"),
     path("audit-logs/export", export_view, name="audit-logs-export"),
+    path(SCHEMA_URL_PATH.lstrip("/"), details_schema, name="audit-details-schema"),
     path(
         "accounts/login/",
         with_page_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True)),

@@ -20,6 +20,7 @@ from strawberry_django.fields.field import StrawberryDjangoField
 from audit.events import AuditEventType as AuditEventVocabulary
 from audit.models import AuditLog as AuditLogModel
 from audit.selectors import PAGE_SIZE_MAX
+from graphql_api.details import AuditDetails, typed_details
 
 AuditEventType: Any = strawberry.enum(  # type: ignore[call-overload]
     enum.Enum(  # type: ignore[misc]
@@ -133,6 +134,15 @@ class AuditLog(relay.Node):
         "concerned. Always an object, possibly empty."
     )
     time: datetime = entry_field("When it happened, in UTC (ISO 8601).")
+
+    @entry_field(
+        "The same details as a typed value: one type per family of event types, each key "
+        "a described field (JSON Schema of the same definitions: /schemas/audit-details.json). "
+        "UncheckedDetails when the details do not have their event type's shape.",
+        only=["event", "details"],
+    )
+    def details_typed(self, root: AuditLogModel) -> AuditDetails:  # type: ignore[valid-type]
+        return typed_details(root.event, root.details)
 
 
 @strawberry.type(

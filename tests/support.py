@@ -275,3 +275,12 @@ class SSESubscriber:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def valid_details(event: str, **extra: Any) -> dict[str, Any]:
+    """Details of the shape ``event`` declares (audit/events.py), plus ``extra`` keys."""
+    import random
+
+    from core.management.commands.seed_demo import demo_details
+
+    return {**demo_details(random.Random(0), event), **extra}

@@ -31,10 +31,21 @@ AWKWARD = [
         user_email='=HYPERLINK("http://evil.test")@x.test',
         user_name='Zoë "Quotes", Comma',
         ip="2001:db8::1",
-        details={"note": "line one\nline two", "formula": "=1+1", "nested": {"a": [1, 2.5, None]}},
+        details={
+            "role": {"name": "=Auditors"},
+            "changes": {"note": {"from": "line one\nline two", "to": "=1+1"}},
+            "nested": {"a": [1, 2.5, None]},
+        },
     ),
-    AuditEntryDraft(event=E.USER_LOGIN, time=T0 + timedelta(seconds=1), user_email="+a@x.test"),
-    AuditEntryDraft(event=E.SESSION_EXPIRED, time=T0 + timedelta(seconds=2)),
+    AuditEntryDraft(
+        event=E.USER_LOGIN,
+        time=T0 + timedelta(seconds=1),
+        user_email="+a@x.test",
+        details={"method": "-sso"},
+    ),
+    AuditEntryDraft(
+        event=E.SESSION_EXPIRED, time=T0 + timedelta(seconds=2), details={"session_id": "@s"}
+    ),
     AuditEntryDraft(
         event=E.RESOURCE_DELETED,
         time=T0 + timedelta(seconds=3, microseconds=5),
@@ -75,7 +86,7 @@ def test_csv_has_the_columns_newest_first_and_neutralized_formulas(
     updated = by_event["ROLE_UPDATED"]
     assert updated[1] == '\'=HYPERLINK("http://evil.test")@x.test'
     assert updated[2] == "2001:db8::1"
-    assert json.loads(updated[3])["note"] == "line one\nline two"  # quoted, not split
+    assert json.loads(updated[3])["changes"]["note"]["from"] == "line one\nline two"  # quoted
     assert by_event["SESSION_EXPIRED"][1] == ""  # a system event has no user
     assert by_event["USER_LOGIN"][1] == "'+a@x.test"
     for row in rows[1:]:

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.django_db
 GOOD = [
     {"event": "USER_LOGIN", "user_email": "Member@Acme.test", "ip": "203.0.113.5",
      "details": {"method": "sso"}, "time": "2026-01-31T12:00:00Z"},
-    {"event": "SESSION_EXPIRED", "time": "2026-01-31T13:00:00+02:00"},
+    {"event": "SESSION_EXPIRED", "time": "2026-01-31T13:00:00+02:00",
+     "details": {"session_id": "s1"}},
     {"event": "RESOURCE_CREATED", "user_email": "gone@acme.test", "user_name": "Gone",
-     "ip": "2001:db8::1", "time": "2026-01-30T00:00:00Z"},
+     "ip": "2001:db8::1", "time": "2026-01-30T00:00:00Z", "details": {"resource": "vm-1"}},
 ]  # fmt: skip
 
 
@@ -51,7 +52,11 @@ def test_import_keeps_file_order_and_resolves_members(
     assert login.actor == member and login.actor_email == "member@acme.test"
     assert login.actor_name == "Mem" and login.details == {"method": "sso"}
     assert login.ip == "203.0.113.5" and login.time.isoformat() == "2026-01-31T12:00:00+00:00"
-    assert expired.actor is None and expired.actor_email is None and expired.details == {}
+    assert (
+        expired.actor is None
+        and expired.actor_email is None
+        and expired.details == {"session_id": "s1"}
+    )
     assert expired.time.isoformat() == "2026-01-31T11:00:00+00:00"
     # Not a member: the snapshot is kept, without a link.
     assert created.actor is None and created.actor_email == "gone@acme.test"
@@ -167,7 +172,7 @@ def test_offsets_postgresql_does_not_take_are_imported_as_the_same_instant(
 ) -> None:
     # ISO 8601 (and Python) allow offsets to +-23:59; PostgreSQL only to +-15:59.
     times = ["2026-01-31T12:00:00+23:59", "2026-01-31T12:00:00-16:00"]
-    path = write(tmp_path, [json.dumps({"event": "USER_LOGIN", "time": t}) for t in times])
+    path = write(tmp_path, [json.dumps({**GOOD[0], "time": t}) for t in times])
     before = AuditLog.objects.count()
     run(paid_org.slug, str(path))
     entries = list(AuditLog.objects.order_by("id")[before:])
@@ -175,3 +180,45 @@ def test_offsets_postgresql_does_not_take_are_imported_as_the_same_instant(
         "2026-01-30T12:01:00+00:00",
         "2026-02-01T04:00:00+00:00",
     ]
+
+
+@pytest.mark.parametrize(
+    ("details", "message"),
+    [
+        ("{}", "details.session_id is required for SESSION_STARTED"),
+        ('{"session_id": 7}', "details.session_id must be a string"),
+        ('{"session_id": ""}', "details.session_id must not be empty"),
+        ('{"session_id": "s", "expires_at": "tomorrow"}', "details.expires_at must be an RFC 3339"),
+        (
+            '{"session_id": "s", "duration_seconds": 1.5}',
+            "details.duration_seconds must be an integer",
+        ),
+    ],
+)
+def test_details_must_have_their_event_types_shape(
+    tmp_path: Path, paid_org: Organization, details: str, message: str
+) -> None:
+    bad_line = (
+        f'{{"event": "SESSION_STARTED", "time": "2026-01-01T00:00:00Z", "details": {details}}}'
+    )
+    path = write(tmp_path, [json.dumps(GOOD[0]), bad_line])
+    before = AuditLog.objects.count()
+    err = StringIO()
+    with pytest.raises(CommandError, match="line 2"):
+        call_command("import_audit_events", paid_org.slug, str(path), stdout=StringIO(), stderr=err)
+    assert f"line 2: {message}" in err.getvalue()
+    assert AuditLog.objects.count() == before
+
+
+def test_files_from_before_typed_details_import_with_the_check_off(
+    tmp_path: Path, paid_org: Organization
+) -> None:
+    untyped = {"event": "SESSION_STARTED", "time": "2026-01-01T00:00:00Z", "details": {"s": 1}}
+    path = write(tmp_path, [json.dumps(untyped)])
+    err = StringIO()
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_audit_events", paid_org.slug, str(path), stdout=StringIO(), stderr=err)
+    assert "details.session_id is required for SESSION_STARTED" in err.getvalue()
+    out, _ = run(paid_org.slug, str(path), "--no-details-check")
+    assert "Imported 1 events" in out
+    assert AuditLog.objects.filter(organization=paid_org).latest("id").details == {"s": 1}

@@ -20,6 +20,9 @@ from tests.support import TRANSACTIONAL
 
 pytestmark = TRANSACTIONAL
 
+# Details of the shape ROLE_CREATED declares (audit/events.py).
+ROLE = {"role": {"name": "Auditor"}}
+
 
 class Boom(Exception):
     pass
@@ -162,7 +165,8 @@ def test_a_batch_racing_an_uncommitted_copy_of_itself_returns_its_entries(
     from audit.services import AuditEventSubmission, audit_log_record_batch
 
     batch = [
-        AuditEventSubmission(idempotency_key=f"race-{n}", event="ROLE_CREATED") for n in range(50)
+        AuditEventSubmission(idempotency_key=f"race-{n}", event="ROLE_CREATED", details=ROLE)
+        for n in range(50)
     ]
     first_inserted = threading.Event()
     release_first = threading.Event()
@@ -229,7 +233,8 @@ def test_concurrent_batches_of_the_same_keys_in_any_order_do_not_deadlock(
                 order = [f"shared-{round_}-{n:04}" for n in range(1000)]
                 random.Random(seed * rounds + round_).shuffle(order)
                 batch = [
-                    AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED") for k in order
+                    AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED", details=ROLE)
+                    for k in order
                 ]
                 start.wait(30)
                 recorded = audit_log_record_batch(organization=paid_org, submissions=batch)
@@ -258,7 +263,9 @@ def test_a_batch_keeps_the_order_given_in_its_ids(paid_org: Organization) -> Non
     from audit.services import AuditEventSubmission, audit_log_record_batch
 
     keys = ["zeta", "alpha", "mu", "beta"]
-    batch = [AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED") for k in keys]
+    batch = [
+        AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED", details=ROLE) for k in keys
+    ]
     ids = [r.entry_id for r in audit_log_record_batch(organization=paid_org, submissions=batch)]
     assert ids == sorted(ids)
 
@@ -280,7 +287,10 @@ def test_a_batch_chosen_as_a_deadlock_victim_is_retried_and_the_error_is_coded(
     from graphql_api.errors import ErrorCode, database_failure
 
     def batch(*keys: str) -> list[AuditEventSubmission]:
-        return [AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED") for k in keys]
+        return [
+            AuditEventSubmission(idempotency_key=k, event="ROLE_CREATED", details=ROLE)
+            for k in keys
+        ]
 
     holds_key_2, batch_waits = threading.Event(), threading.Event()
     results: dict[str, Any] = {}

@@ -150,7 +150,9 @@ def problems_of(body: dict[str, Any]) -> set[tuple[int, str]]:
 
 
 def event(key: str, **fields: Any) -> dict[str, Any]:
-    return {"idempotencyKey": key, "event": "RESOURCE_CREATED", **fields}
+    """RESOURCE_CREATED with the key its details require, besides any ``details`` given."""
+    details = {"resource": "vm-1", **fields.pop("details", {})}
+    return {"idempotencyKey": key, "event": "RESOURCE_CREATED", "details": details, **fields}
 
 
 @pytest.mark.parametrize(
@@ -187,7 +189,7 @@ def test_non_finite_numbers_in_details_name_the_event_and_field(
 ) -> None:
     body = (
         '{"query": ' + json.dumps(RECORD) + ', "variables": {"events": ['
-        '{"idempotencyKey": "fine", "event": "RESOURCE_CREATED"},'
+        '{"idempotencyKey": "fine", "event": "RESOURCE_CREATED", "details": {"resource": "v"}},'
         '{"idempotencyKey": "bad", "event": "RESOURCE_CREATED", "details": {"x": ['
         + number
         + "]}}]}}"

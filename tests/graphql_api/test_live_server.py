@@ -131,7 +131,11 @@ def test_the_same_batch_sent_concurrently_is_recorded_once(
 
     _, secret = api_token_create(user=admin, scopes=(ApiTokenScope.AUDIT_WRITE,))
     batch = [
-        {"idempotencyKey": f"concurrent-{n}", "event": "RESOURCE_UPDATED", "details": {"n": n}}
+        {
+            "idempotencyKey": f"concurrent-{n}",
+            "event": "RESOURCE_UPDATED",
+            "details": {"resource": "vm-1", "changes": {"n": {"from": n, "to": n + 1}}},
+        }
         for n in range(200)
     ]
     body = json.dumps(

@@ -17,6 +17,7 @@ from audit.services import BATCH_MAX_EVENTS
 from core.models import ApiTokenScope, Organization, User
 from core.services import api_token_create, api_token_revoke
 from tests.graphql_api.conftest import GraphQLClient, data_of, error_codes
+from tests.support import valid_details
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +50,13 @@ def writer(admin: User) -> GraphQLClient:
 
 
 def event(key: str, **fields: Any) -> dict[str, Any]:
-    return {"idempotencyKey": key, "event": "RESOURCE_CREATED", **fields}
+    """RESOURCE_CREATED, with the one key its details require, unless ``fields`` say otherwise."""
+    return {
+        "idempotencyKey": key,
+        "event": "RESOURCE_CREATED",
+        "details": {"resource": "vm-1"},
+        **fields,
+    }
 
 
 def problems_of(body: dict[str, Any]) -> set[tuple[int, str]]:
@@ -70,7 +77,7 @@ def test_records_every_field_into_the_token_organization(
             event="CREDENTIAL_CREATED",
             userEmail=member.email.upper(),
             ip="::ffff:10.0.0.7",
-            details={"credential": "aws", "n": 1},
+            details={"credential": "AKIA1", "kind": "aws-access-key", "n": 1},
             time=moment.isoformat(),
         ),
         event("k-2", userEmail="outsider@elsewhere.test", ip="2001:db8::1"),
@@ -91,7 +98,7 @@ def test_records_every_field_into_the_token_organization(
     )
     assert (first.ip, first.details, first.time, first.idempotency_key) == (
         "10.0.0.7",
-        {"credential": "aws", "n": 1},
+        {"credential": "AKIA1", "kind": "aws-access-key", "n": 1},
         moment,
         "k-1",
     )
@@ -100,7 +107,9 @@ def test_records_every_field_into_the_token_organization(
         "outsider@elsewhere.test",
         "2001:db8::1",
     )
-    assert third.actor_email is None and third.details == {} and third.time >= before
+    assert (
+        third.actor_email is None and third.details == {"resource": "vm-1"} and third.time >= before
+    )
     assert not ingested(other_paid_org).exists()
 
     # Read back through auditLogs with the same ids; the returned cursor pages from there.
@@ -113,7 +122,7 @@ def test_records_every_field_into_the_token_organization(
 def test_a_retried_batch_records_nothing_twice_and_returns_the_same_ids(
     writer: GraphQLClient, admin: User
 ) -> None:
-    events = [event(f"retry-{n}", details={"n": n}) for n in range(5)]
+    events = [event(f"retry-{n}", details={"resource": "vm-1", "n": n}) for n in range(5)]
     first = data_of(writer.post(RECORD, {"events": events}))["recordAuditEvents"]["events"]
     # The same batch again, and one that overlaps it with two new keys.
     again = data_of(writer.post(RECORD, {"events": events}))["recordAuditEvents"]["events"]
@@ -213,6 +222,7 @@ def test_ingested_events_keep_the_totals_exact(writer: GraphQLClient, admin: Use
         event(
             f"t{n}",
             event=kinds[n % 3],
+            details=valid_details(kinds[n % 3]),
             userEmail=f"user{n % 4}@example.test" if n % 5 else None,
             time=(base + timedelta(minutes=17 * n)).isoformat(),
         )

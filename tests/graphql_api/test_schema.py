@@ -12,6 +12,7 @@ from graphql import (
     GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLScalarType,
+    GraphQLUnionType,
 )
 from strawberry.printer import print_schema
 
@@ -73,6 +74,7 @@ def test_contract_names() -> None:
         "ip": "String",
         "details": "JSON!",
         "time": "DateTime!",
+        "detailsTyped": "AuditDetails!",
     }
     assert fields["AuditUser"] == {"id": "ID", "email": "String!", "name": "String"}
     audit_log = gql.type_map["AuditLog"]
@@ -100,7 +102,7 @@ def test_everything_is_described() -> None:
         elif isinstance(named, GraphQLEnumType):
             missing += [f"{name}.{v}" for v, value in named.values.items() if not value.description]
         else:
-            assert isinstance(named, GraphQLScalarType)
+            assert isinstance(named, GraphQLScalarType | GraphQLUnionType)
     assert missing == []
 
 

@@ -245,7 +245,15 @@ def test_an_entry_recorded_through_one_server_reaches_a_subscriber_of_another(
             body = json.dumps(
                 {
                     "query": "mutation($e: [AuditEventInput!]!) { recordAuditEvents(events: $e) { events { id } } }",
-                    "variables": {"e": [{"idempotencyKey": "two-servers", "event": "USER_LOGIN"}]},
+                    "variables": {
+                        "e": [
+                            {
+                                "idempotencyKey": "two-servers",
+                                "event": "USER_LOGIN",
+                                "details": {"method": "password"},
+                            }
+                        ]
+                    },
                 }
             ).encode()
             request = urllib.request.Request(

@@ -30,7 +30,8 @@ RATE_LIMIT = 12
 PAGE = "{ auditLogs(first: 1) { totalCount } }"
 TYPES = "{ auditEventTypes { value } }"
 RECORD = """
-mutation { recordAuditEvents(events: [{idempotencyKey: "KEY", event: RESOURCE_CREATED}]) {
+mutation { recordAuditEvents(events: [{idempotencyKey: "KEY", event: RESOURCE_CREATED,
+  details: {resource: "vm-1"}}]) {
   events { created } } }
 """
 

@@ -4,7 +4,8 @@ One pass over the file, in one transaction: each line is validated as it is read
 entries stream into the database with COPY, in file order. At the first invalid line
 nothing more is written; the rest of the file is still read so that every bad line is
 reported with its number, and the transaction is rolled back: nothing is imported. Memory
-stays constant in the size of the file.
+stays constant in the size of the file. Each entry's details must have the shape its event
+type declares (audit/events.py) unless ``--no-details-check`` is given.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="The organization that receives the events.")
         parser.add_argument("file", type=Path, help="JSONL file, one event object per line.")
+        parser.add_argument(
+            "--no-details-check",
+            action="store_true",
+            help=(
+                "Import each entry's details as they are, without checking them against "
+                "their event type's shape (for files exported before details were typed; "
+                "such entries read as UncheckedDetails in detailsTyped)."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         org = organization_named(options["slug"])
@@ -41,7 +51,12 @@ class Command(BaseCommand):
         try:
             with path.open("rb") as stream, without_statement_timeout():
                 count = audit_log_bulk_create(
-                    organization=org, drafts=iter_drafts(stream, on_bytes=progress.update)
+                    organization=org,
+                    drafts=iter_drafts(
+                        stream,
+                        on_bytes=progress.update,
+                        check_details=not options["no_details_check"],
+                    ),
                 )
         except InvalidLines as exc:
             progress.finish()

@@ -165,41 +165,57 @@ def _events(rng: random.Random, members: list[User], count: int) -> Iterator[Aud
         event = rng.choices(kinds, weights)[0]
         time = start + timedelta(seconds=offset)
         if event == E.SESSION_EXPIRED:
-            yield AuditEntryDraft(event=event, time=time, details=_details(rng, event))
+            yield AuditEntryDraft(event=event, time=time, details=demo_details(rng, event))
             continue
         member = rng.choice(members)
         ip = ips[member.pk] if rng.random() < 0.9 else f"198.51.100.{rng.randint(1, 254)}"
         yield AuditEntryDraft(
-            event=event, time=time, user_email=member.email, ip=ip, details=_details(rng, event)
+            event=event, time=time, user_email=member.email, ip=ip, details=demo_details(rng, event)
         )
 
 
-def _details(rng: random.Random, event: str) -> dict[str, Any]:
+def demo_details(rng: random.Random, event: str) -> dict[str, Any]:
+    """Details of the shape ``event`` declares (audit/events.py), with plausible values."""
     if event.startswith("SESSION_"):
         details: dict[str, Any] = {"session_id": f"sess_{rng.getrandbits(48):012x}"}
         if event == E.SESSION_EXTENDED:
-            details["extended_by_minutes"] = rng.choice([30, 60, 120])
+            details["extended_by_seconds"] = rng.choice([30, 60, 120]) * 60
+        elif event in (E.SESSION_STOPPED, E.SESSION_EXPIRED):
+            details["duration_seconds"] = rng.randrange(60, 8 * 3600)
         return details
     if event.startswith("RESOURCE_"):
         kind = rng.choice(RESOURCE_TYPES)
-        return {
-            "resource": {
-                "type": kind,
-                "id": f"{kind[:3]}-{rng.getrandbits(32):08x}",
-                "region": rng.choice(REGIONS),
-            }
+        details = {
+            "resource": f"{kind[:3]}-{rng.getrandbits(32):08x}",
+            "kind": kind,
+            "region": rng.choice(REGIONS),
         }
+        if event == E.RESOURCE_UPDATED:
+            details["changes"] = {"size": {"from": "small", "to": rng.choice(["medium", "large"])}}
+        return details
     if event.startswith("CREDENTIAL_"):
-        return {
-            "credential": {
-                "provider": rng.choice(["aws", "gcp", "azure"]),
-                "id": f"cred_{rng.getrandbits(32):08x}",
-            }
-        }
+        provider = rng.choice(["aws", "gcp", "azure"])
+        return {"credential": f"cred_{rng.getrandbits(32):08x}", "kind": f"{provider}-key"}
     if event.startswith("ROLE_"):
-        return {"role": {"name": rng.choice(["Auditor", "Developer", "Support"])}}
-    if event == E.USER_UPDATED:
-        return {"changes": {"name": {"from": "old", "to": "new"}}}
+        details = {"role": {"name": rng.choice(["Auditor", "Developer", "Support"])}}
+        if event == E.ROLE_UPDATED:
+            details["changes"] = {"description": {"from": "", "to": "Reads dashboards"}}
+        return details
+    if event.startswith("USER_") and event not in (E.USER_LOGIN, E.USER_REGISTERED):
+        details = {"user": {"email": f"user{rng.randrange(1000)}@acme.test"}}
+        if event == E.USER_UPDATED:
+            details["changes"] = {"name": {"from": "old", "to": "new"}}
+        return details
     if event == E.USER_LOGIN:
         return {"method": rng.choice(["password", "password", "sso"])}
-    return {}
+    if event == E.USER_REGISTERED:
+        n = rng.randrange(1000)
+        return {"organization": {"id": n, "slug": f"org{n}", "name": f"Org {n}", "plan": "PAID"}}
+    if event == E.AUDIT_LOG_PRUNED:
+        return {
+            "entries": 1000,
+            "before": "2026-01-01T00:00:00+00:00",
+            "retentionDays": 90,
+            "pruneRecordIdsSha256": f"{rng.getrandbits(256):064x}",
+        }
+    raise ValueError(f"no demo details for {event}")
