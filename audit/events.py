@@ -3,7 +3,8 @@
 The database constraint, the Django admin filter, the import validation and (later) the
 GraphQL enum and the frontend's dropdown are all derived from ``AuditEventType``. The
 seventeen types of the product's actions are joined by the audit log's own
-(``RECORDED_BY_THE_AUDIT_LOG``): ``AUDIT_LOG_PRUNED``.
+(``RECORDED_BY_THE_AUDIT_LOG``): retention (``AUDIT_LOG_PRUNED``), exports
+(``AUDIT_LOG_EXPORTED``) and the log streams' changes (``AUDIT_LOG_STREAM_*``).
 
 Each event type also declares the shape of its details (``DETAILS_FAMILIES``): the keys,
 their types, which are required. Event types that describe the same kind of thing form a
@@ -52,11 +53,31 @@ class AuditEventType(models.TextChoices):
     ROLE_UPDATED = "ROLE_UPDATED", "A role was modified"
     ROLE_DELETED = "ROLE_DELETED", "A role was removed"
     AUDIT_LOG_PRUNED = "AUDIT_LOG_PRUNED", "Entries older than the retention period were removed"
+    AUDIT_LOG_EXPORTED = "AUDIT_LOG_EXPORTED", "Entries of the audit log were exported to a file"
+    AUDIT_LOG_STREAM_CREATED = (
+        "AUDIT_LOG_STREAM_CREATED",
+        "A log stream now pushes entries to a destination",
+    )
+    AUDIT_LOG_STREAM_UPDATED = "AUDIT_LOG_STREAM_UPDATED", "A log stream's settings changed"
+    AUDIT_LOG_STREAM_DELETED = "AUDIT_LOG_STREAM_DELETED", "A log stream was deleted"
+    AUDIT_LOG_STREAM_PAUSED = (
+        "AUDIT_LOG_STREAM_PAUSED",
+        "A log stream was paused after failing for too long",
+    )
 
 
 # Recorded by the audit log itself, never by an integration (recordAuditEvents refuses
 # them), so that no client can make the log claim, say, that it was pruned.
-RECORDED_BY_THE_AUDIT_LOG = frozenset({AuditEventType.AUDIT_LOG_PRUNED.value})
+RECORDED_BY_THE_AUDIT_LOG = frozenset(
+    {
+        AuditEventType.AUDIT_LOG_PRUNED.value,
+        AuditEventType.AUDIT_LOG_EXPORTED.value,
+        AuditEventType.AUDIT_LOG_STREAM_CREATED.value,
+        AuditEventType.AUDIT_LOG_STREAM_UPDATED.value,
+        AuditEventType.AUDIT_LOG_STREAM_DELETED.value,
+        AuditEventType.AUDIT_LOG_STREAM_PAUSED.value,
+    }
+)
 
 # The longest value decides the column width; checked by the vocabulary test.
 EVENT_MAX_LENGTH = 32
@@ -157,7 +178,24 @@ ROLE = Shape(
     ),
 )
 
-DETAILS_FAMILIES: Final[tuple[Family, ...]] = (
+STREAM = Shape(
+    "AuditDetailsStream",
+    "The log stream concerned, as it was after the action (before it, for a deletion).",
+    (
+        Key("id", Kind.INTEGER, "The stream's id.", required=True),
+        Key("name", Kind.STRING, "Its name.", required=True),
+        Key(
+            "destination",
+            Kind.STRING,
+            "Where it delivers: the URL's scheme, host, port and path (never its query).",
+            required=True,
+        ),
+        Key("format", Kind.STRING, "JSON, JSONL or SPLUNK_HEC.", required=True),
+        Key("enabled", Kind.BOOLEAN, "Whether it delivers.", required=True),
+    ),
+)
+
+_PRODUCT_FAMILIES: tuple[Family, ...] = (
     Family(
         "RegistrationDetails",
         "The details of USER_REGISTERED: the organization that was registered.",
@@ -301,6 +339,41 @@ DETAILS_FAMILIES: Final[tuple[Family, ...]] = (
                 "retentionDays",
                 "pruneRecordIdsSha256",
             )
+        },
+    ),
+)
+
+DETAILS_FAMILIES: Final[tuple[Family, ...]] = (
+    *_PRODUCT_FAMILIES,
+    Family(
+        "ExportDetails",
+        "The details of AUDIT_LOG_EXPORTED: a file export of the log, recorded when it starts.",
+        (
+            Key("format", Kind.STRING, "csv or jsonl."),
+            Key(
+                "filter",
+                Kind.STRING,
+                "The export's filter as its query string (eventType, userEmail, from, to); "
+                "empty for everything.",
+            ),
+            Key("via", Kind.STRING, "`http` (/audit-logs/export) or `command` (manage.py)."),
+        ),
+        {_E.AUDIT_LOG_EXPORTED: ("format", "filter", "via")},
+    ),
+    Family(
+        "StreamDetails",
+        "The details of AUDIT_LOG_STREAM_CREATED, _UPDATED (with `changes`), _DELETED and "
+        "_PAUSED (with `reason`).",
+        (
+            Key("stream", Kind.OBJECT, "The log stream.", shape=STREAM),
+            Key("changes", Kind.CHANGES, _CHANGES + " A rotated secret is `secret`, never shown."),
+            Key("reason", Kind.STRING, "AUDIT_LOG_STREAM_PAUSED: the last error, and since when."),
+        ),
+        {
+            _E.AUDIT_LOG_STREAM_CREATED: ("stream",),
+            _E.AUDIT_LOG_STREAM_UPDATED: ("stream", "changes"),
+            _E.AUDIT_LOG_STREAM_DELETED: ("stream",),
+            _E.AUDIT_LOG_STREAM_PAUSED: ("stream", "reason"),
         },
     ),
 )

@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit.events import AuditEventType
-from audit.filters import AuditLogFilter
+from audit.filters import AuditLogFilter, filter_query
 from audit.selectors import AuditLogPosition, ExportRow, audit_log_export_batch
+from audit.services import UNSET, Unset, audit_log_record
 from audit.storable import text_problem
-from core.models import Organization
+from core.models import Organization, User
 
 FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
@@ -159,4 +160,21 @@ def filename(organization: Organization, filters: AuditLogFilter | None, fmt: st
     return (
         f"audit-logs_{organization.slug}_{stamp(f.time_from, 'start')}_"
         f"{stamp(f.time_to, 'now')}.{fmt}"
+    )
+
+
+def export_record(
+    organization: Organization,
+    filters: AuditLogFilter,
+    fmt: str,
+    via: str,
+    actor: User | Unset | None = UNSET,
+) -> None:
+    """Record the export in the organization's log (AUDIT_LOG_EXPORTED), before it runs:
+    an export is recorded even if it is interrupted."""
+    audit_log_record(
+        organization=organization,
+        event=AuditEventType.AUDIT_LOG_EXPORTED,
+        actor=actor,
+        details={"format": fmt, "filter": filter_query(filters), "via": via},
     )

@@ -143,3 +143,18 @@ def matched_emails_sql(
         return f"SELECT email FROM {MATCHED_EMAILS}", []  # noqa: S608 - a fixed name
     condition, params = actor_emails_matching_sql(organization, needle)
     return f"SELECT d.email FROM audit_actor_email d WHERE {condition}", params  # noqa: S608
+
+
+def filter_query(filters: AuditLogFilter) -> str:
+    """The filter as the export endpoint's query string (eventType, userEmail, from, to),
+    for the log's record of an export or a stream's change; empty for no filter."""
+    from urllib.parse import urlencode
+
+    pairs = [("eventType", e.value) for e in sorted(filters.event_types or (), key=str)]
+    if filters.user_email:
+        pairs.append(("userEmail", filters.user_email))
+    if filters.time_from:
+        pairs.append(("from", filters.time_from.isoformat()))
+    if filters.time_to:
+        pairs.append(("to", filters.time_to.isoformat()))
+    return urlencode(pairs)

@@ -12,6 +12,7 @@ Settings (environment):
   BENCH_IMPORT    events for the import measurement (default 1,000,000)
   BENCH_INGEST    events sent through recordAuditEvents in batches of 500 (default 100,000)
   BENCH_STREAM_SECONDS  seconds of live traffic for the stream latency (default 15)
+  BENCH_LOG_STREAM_EVENTS  entries delivered to each of 10 log streams (default 20,000)
   BENCH_OUTPUT    where to write the JSON results (default bench-results.json)
   BENCH_PORT      the server's port on 127.0.0.1 (default: a free one)
 
@@ -180,6 +181,7 @@ def main() -> None:
     import_events = _env_int("BENCH_IMPORT", 1_000_000)
     ingest_events = _env_int("BENCH_INGEST", 100_000)
     stream_seconds = float(os.environ.get("BENCH_STREAM_SECONDS", "15"))
+    log_stream_events = _env_int("BENCH_LOG_STREAM_EVENTS", 20_000)
     output = Path(os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     sizes = sorted({100_000, 1_000_000, 10_000_000, events}) if scale else [events]
 
@@ -320,6 +322,13 @@ def main() -> None:
         text=True, check=True,
     )  # fmt: skip
     integrations = json.loads(integrations_out.stdout.strip().splitlines()[-1])
+    log("measuring log streams (10 HTTPS destinations on 127.0.0.1) in the scratch database")
+    log_streams_out = subprocess.run(
+        [sys.executable, "-m", "bench.log_streams", str(log_stream_events), str(stream_seconds)],
+        cwd=ROOT, env={**scratch_env, "AUDIT_LOG_STREAM_DELIVER_IN_SERVER": "0"},
+        stdout=subprocess.PIPE, text=True, check=True,
+    )  # fmt: skip
+    log_streams = json.loads(log_streams_out.stdout.strip().splitlines()[-1])
 
     report = {
         "command": _command_line(),
@@ -329,6 +338,7 @@ def main() -> None:
         "shapes": results,
         "writes": writes,
         "integrations": integrations,
+        "log_streams": log_streams,
         "server_rss_mb": memory,
     }
     output.write_text(json.dumps(report, indent=2) + "\n")
@@ -396,6 +406,17 @@ def render(report: dict[str, Any]) -> str:
         f"p95 {i['stream_p95_ms']} ms, p99 {i['stream_p99_ms']} ms, max {i['stream_max_ms']} ms "
         f"({i['stream_deliveries']:,} of {i['stream_expected']:,} deliveries)",
     ]
+    if (ls := report.get("log_streams")) is not None:
+        lines.append(
+            f"log streams, {ls['destinations']} HTTPS destinations on 127.0.0.1 (signatures "
+            f"checked, {ls['forged']} forged): {ls['throughput_events']:,} recorded entries to "
+            f"each, {ls['throughput_delivered']:,} delivered in {ls['throughput_seconds']} s = "
+            f"{ls['throughput_events_per_s']:,} entries/s; {ls['latency_entries']} entries at "
+            f"20/s, commit to receipt: p50 {ls['latency_p50_ms']} ms, p95 "
+            f"{ls['latency_p95_ms']} ms ({ls['latency_receipts']:,} receipts, "
+            f"{ls['latency_missing']} missing; batch {ls['batch']}, batch wait "
+            f"{ls['batch_wait_ms']} ms)"
+        )
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Django admin for operators: organizations, roles, users and API tokens.
+"""Django admin for operators: organizations, roles, users, API tokens and log streams.
 
 Changes to users and roles go through core.services, so they are audited like any other.
 Token secrets are never shown, except once, right after a token is created here.
@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core import services
-from core.models import ApiToken, Organization, Role, User
+from core.models import ApiToken, AuditLogStream, Organization, Role, User
 
 
 @admin.register(Organization)
@@ -207,3 +207,86 @@ class ApiTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             services.api_token_revoke(token=token)
         messages.success(request, f"Revoked {queryset.count()} token(s).")
+
+
+@admin.register(AuditLogStream)
+class AuditLogStreamAdmin(admin.ModelAdmin):
+    """Log streams: created, changed and deleted through audit/log_streams.py (so each
+    change is audited); the delivery status is read-only and the secret never shown,
+    except once, right after it is made here."""
+
+    list_display = ("name", "organization", "format", "enabled", "paused_at", "last_delivered_at")
+    list_filter = ("enabled", "format")
+    search_fields = ("name", "organization__slug", "url")
+    fields = (
+        "organization", "name", "url", "format", "event_types", "user_email", "time_from",
+        "time_to", "enabled", "delivered", "last_delivered_at", "last_delivered_entry",
+        "failures", "last_error", "last_error_at", "next_attempt_at", "paused_at",
+        "paused_reason", "created_at",
+    )  # fmt: skip
+    readonly_fields = (
+        "delivered", "last_delivered_at", "last_delivered_entry", "failures", "last_error",
+        "last_error_at", "next_attempt_at", "paused_at", "paused_reason", "created_at",
+    )  # fmt: skip
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AuditLogStream | None = None) -> Any:
+        return ("organization", *self.readonly_fields) if obj else self.readonly_fields
+
+    def _filters(self, obj: AuditLogStream) -> Any:
+        from audit.filters import AuditLogFilter
+
+        try:
+            return AuditLogFilter.build(
+                event_types=obj.event_types or None,
+                user_email=obj.user_email or None,
+                time_from=obj.time_from,
+                time_to=obj.time_to,
+            )
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+    def save_model(
+        self, request: HttpRequest, obj: AuditLogStream, form: Any, change: bool
+    ) -> None:
+        from audit import log_streams
+
+        try:
+            if change:
+                log_streams.audit_log_stream_update(
+                    stream=AuditLogStream.objects.get(pk=obj.pk),
+                    name=obj.name,
+                    url=obj.url,
+                    format=obj.format,
+                    filters=self._filters(obj),
+                    enabled=obj.enabled,
+                )
+                return
+            created, secret = log_streams.audit_log_stream_create(
+                organization=obj.organization,
+                name=obj.name,
+                url=obj.url,
+                format=obj.format,
+                filters=self._filters(obj),
+                enabled=obj.enabled,
+            )
+        except ValidationError as error:
+            self.message_user(request, "; ".join(error.messages), messages.ERROR)
+            return
+        obj.pk = created.pk
+        obj._state.adding = False
+        self.message_user(
+            request,
+            f"The stream's signing secret (shown only now): {secret}",
+            messages.WARNING,
+        )
+
+    def delete_model(self, request: HttpRequest, obj: AuditLogStream) -> None:
+        from audit import log_streams
+
+        log_streams.audit_log_stream_delete(stream=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AuditLogStream]) -> None:
+        from audit import log_streams
+
+        for stream in queryset:
+            log_streams.audit_log_stream_delete(stream=stream)

@@ -1,4 +1,5 @@
-"""Accounts: organizations, their roles, users (email login) and API tokens.
+"""Accounts: organizations, their roles, users (email login) and API tokens; and the
+organizations' log streams (where their audit entries are pushed: audit/log_streams.py).
 
 Writes go through ``core/services.py`` so that every change records its audit event in the
 same transaction; the models hold data and invariants only.
@@ -131,6 +132,7 @@ class ApiTokenScope(models.TextChoices):
 
     READ = "read", "Read what the token's user may read (the default)"
     AUDIT_WRITE = "audit:write", "Record audit events into the user's organization"
+    STREAMS_MANAGE = "streams:manage", "Manage the organization's log streams (its user's rights)"
 
 
 def _default_scopes() -> list[str]:
@@ -212,3 +214,63 @@ class StreamLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.holder} until {self.expires_at.isoformat()}"
+
+
+class AuditLogStream(models.Model):
+    """A destination an organization's audit entries are pushed to (audit/log_streams.py):
+    an HTTPS endpoint, the entries it wants (a filter), the body format, and where delivery
+    stands. Written by audit/log_streams.py only; the delivery columns by the one process
+    that holds the stream's lease (``lease_holder`` until ``lease_expires_at``)."""
+
+    class Format(models.TextChoices):
+        JSON = "JSON", "One JSON object: {stream, events: [entry, ...]}"
+        JSONL = "JSONL", "JSON lines: one entry per line"
+        SPLUNK_HEC = "SPLUNK_HEC", "Splunk HTTP Event Collector: one {time, event} per line"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="audit_log_streams"
+    )
+    name = models.CharField(max_length=100)
+    url = models.CharField(max_length=2000)
+    format = models.CharField(max_length=16, choices=Format.choices, default=Format.JSON)
+    # The AuditLogFilter of the entries it delivers (empty: no condition).
+    event_types = ArrayField(models.CharField(max_length=32), default=list, blank=True)
+    user_email = models.CharField(max_length=254, blank=True)
+    time_from = models.DateTimeField(null=True, blank=True)
+    time_to = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    # The signing secret is derived from this and the server's key (never stored).
+    secret_salt = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Where delivery stands: the last delivered entry's stream position (stream_txid, id).
+    position_txid = models.BigIntegerField()
+    position_id = models.BigIntegerField(default=0)
+    delivered = models.BigIntegerField(default=0)
+    last_delivered_at = models.DateTimeField(null=True, blank=True)
+    last_delivered_entry = models.BigIntegerField(null=True, blank=True)
+    # Failures since the last success: how many, since when, the last one, the next try.
+    failures = models.IntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    paused_reason = models.CharField(max_length=600, blank=True)
+    lease_holder = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "audit_log_stream"
+        ordering = ("organization", "id")
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="audit_log_stream_unique_name"
+            ),
+            models.CheckConstraint(
+                condition=Q(format__in=["JSON", "JSONL", "SPLUNK_HEC"]),
+                name="audit_log_stream_format_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.organization_id})"

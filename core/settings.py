@@ -245,6 +245,30 @@ AUDIT_STREAM_MAX_PER_HOLDER = env_int("AUDIT_STREAM_MAX_PER_HOLDER", 20, minimum
 # Database connections per server process for reading the stream, besides its one
 # listening connection (and the request pool, DB_POOL_*).
 AUDIT_STREAM_DB_CONNECTIONS = env_int("AUDIT_STREAM_DB_CONNECTIONS", 4, minimum=1)
+# Log streams (README, "Log streams"; audit/log_streams.py): pushing entries to HTTPS
+# destinations. Entries per request, and how long a partial batch may wait to fill.
+AUDIT_LOG_STREAM_BATCH = env_int("AUDIT_LOG_STREAM_BATCH", 500, minimum=1)
+AUDIT_LOG_STREAM_BATCH_WAIT_MS = env_int("AUDIT_LOG_STREAM_BATCH_WAIT_MS", 200, minimum=0)
+# A request's timeout, and the most of a response that is read (the rest is a failure).
+AUDIT_LOG_STREAM_TIMEOUT_SECONDS = env_int("AUDIT_LOG_STREAM_TIMEOUT_SECONDS", 10, minimum=1)
+AUDIT_LOG_STREAM_RESPONSE_MAX_BYTES = env_int(
+    "AUDIT_LOG_STREAM_RESPONSE_MAX_BYTES", 65_536, minimum=0
+)
+# Retries after a failure wait 1 s, 2 s, 4 s, ... up to this (with +-50% jitter).
+AUDIT_LOG_STREAM_RETRY_MAX_SECONDS = env_int("AUDIT_LOG_STREAM_RETRY_MAX_SECONDS", 300, minimum=1)
+# A destination failing for longer than this is paused (its position kept) until an
+# administrator enables it again.
+AUDIT_LOG_STREAM_PAUSE_AFTER_HOURS = env_int("AUDIT_LOG_STREAM_PAUSE_AFTER_HOURS", 72, minimum=1)
+# Networks destinations may be in although they are private, loopback or link-local
+# (refused by default: a stream must not reach into the server's own network), e.g.
+# 10.20.0.0/16. CIDRs, comma-separated.
+AUDIT_LOG_STREAM_ALLOWED_NETWORKS = env_networks("AUDIT_LOG_STREAM_ALLOWED_NETWORKS")
+# A PEM bundle of the certificate authorities destinations are verified against, instead
+# of the system's (for a receiver with a private CA).
+AUDIT_LOG_STREAM_CA_FILE = os.environ.get("AUDIT_LOG_STREAM_CA_FILE", "")
+# Whether server processes (manage.py serve) deliver streams themselves, besides any
+# `manage.py deliver_audit_streams` workers (a lease keeps one deliverer per stream).
+AUDIT_LOG_STREAM_DELIVER_IN_SERVER = env_bool("AUDIT_LOG_STREAM_DELIVER_IN_SERVER", True)
 # Origins of browser pages allowed to open a WebSocket to /graphql/ (with the user's
 # cookies) besides the server's own origin, e.g. https://admin.example.com; "*" for any.
 GRAPHQL_WS_ALLOWED_ORIGINS = env_list("GRAPHQL_WS_ALLOWED_ORIGINS", [])

@@ -83,6 +83,9 @@ async def export_view(request: HttpRequest) -> HttpResponseBase:
             fmt, filters = exporting.parse_parameters(request.GET)
         except exporting.BadParameter as error:
             return error_response(400, ErrorCode.BAD_USER_INPUT, f"{error}.")
+        await sync_to_async(exporting.export_record)(
+            organization, filters, fmt, "http", actor=caller.user
+        )
     except Exception as error:
         return failure_response(request, error)
     response = StreamingHttpResponse(

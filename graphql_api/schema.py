@@ -35,16 +35,17 @@ from strawberry.types import ExecutionContext
 from graphql_api.errors import CodedErrors
 from graphql_api.mutations import AuditLogMutations
 from graphql_api.queries import AuditLogQueries
+from graphql_api.streams import AuditLogStreamMutations, AuditLogStreamQueries
 from graphql_api.subscriptions import AuditLogSubscriptions
 
 
-@strawberry.type(description="Reading the audit log.")
-class Query(AuditLogQueries):
+@strawberry.type(description="Reading the audit log and its log streams.")
+class Query(AuditLogQueries, AuditLogStreamQueries):
     pass
 
 
-@strawberry.type(description="Recording audit events.")
-class Mutation(AuditLogMutations):
+@strawberry.type(description="Recording audit events; managing log streams.")
+class Mutation(AuditLogMutations, AuditLogStreamMutations):
     pass
 
 

@@ -174,6 +174,11 @@ REQUIRED = {
     "ROLE_UPDATED": ("role", "changes"),
     "ROLE_DELETED": ("role",),
     "AUDIT_LOG_PRUNED": ("entries", "before", "retentionDays", "pruneRecordIdsSha256"),
+    "AUDIT_LOG_EXPORTED": ("format", "filter", "via"),
+    "AUDIT_LOG_STREAM_CREATED": ("stream",),
+    "AUDIT_LOG_STREAM_UPDATED": ("stream", "changes"),
+    "AUDIT_LOG_STREAM_DELETED": ("stream",),
+    "AUDIT_LOG_STREAM_PAUSED": ("stream", "reason"),
 }
 
 
@@ -286,8 +291,20 @@ def test_the_json_schema_is_served_at_its_url(client: Client) -> None:
 
 
 @TRANSACTIONAL
-def test_every_event_the_backend_records_conforms() -> None:
+def test_every_event_the_backend_records_conforms(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from audit.log_streams import (
+        audit_log_stream_create,
+        audit_log_stream_delete,
+        audit_log_stream_update,
+        deliver_stream,
+    )
     from audit.services import audit_log_prune, audit_log_record
+    from core.models import AuditLogStream
     from core.services import (
         organization_create,
         role_create,
@@ -326,6 +343,16 @@ def test_every_event_the_backend_records_conforms() -> None:
         audit_log_prune(organization=org, before=now - timedelta(days=1), retention_days=1).entries
         == 1
     )
+
+    # Exports, by HTTP and by command, and a stream's whole life, paused included.
+    assert browser.get("/audit-logs/export?format=csv&eventType=USER_LOGIN").status_code == 200
+    call_command("export_audit_logs", org.slug, "-o", str(tmp_path / "x.jsonl"), stderr=StringIO())
+    with override_settings(AUDIT_LOG_STREAM_BATCH_WAIT_MS=0):
+        stream, _ = audit_log_stream_create(organization=org, name="s", url="https://10.0.0.1/")
+        stream, _ = audit_log_stream_update(stream=stream, name="siem", rotate_secret=True)
+        AuditLogStream.objects.filter(pk=stream.pk).update(failing_since=now - timedelta(days=9))
+        assert deliver_stream(stream.pk, "test").failed
+        audit_log_stream_delete(stream=stream)
 
     entries = list(AuditLog.objects.filter(organization=org).order_by("id"))
     recorded = {entry.event for entry in entries}

@@ -10,8 +10,11 @@ PRODUCT_EVENT_TYPES = {
     "CREDENTIAL_CREATED", "CREDENTIAL_DELETED",
     "ROLE_CREATED", "ROLE_UPDATED", "ROLE_DELETED",
 }  # fmt: skip
-# What the audit log records about itself (retention).
-OWN_EVENT_TYPES = {"AUDIT_LOG_PRUNED"}
+# What the audit log records about itself: retention, exports, log streams.
+OWN_EVENT_TYPES = {
+    "AUDIT_LOG_PRUNED", "AUDIT_LOG_EXPORTED", "AUDIT_LOG_STREAM_CREATED",
+    "AUDIT_LOG_STREAM_UPDATED", "AUDIT_LOG_STREAM_DELETED", "AUDIT_LOG_STREAM_PAUSED",
+}  # fmt: skip
 
 
 def test_vocabulary_is_the_products_seventeen_types_and_the_logs_own() -> None:

@@ -39,7 +39,12 @@ def test_contract_names() -> None:
     gql = schema._schema
     query = gql.query_type
     assert query is not None
-    assert set(query.fields) == {"auditLogs", "auditLogIntegrity", "auditEventTypes"}
+    assert set(query.fields) == {
+        "auditLogs",
+        "auditLogIntegrity",
+        "auditEventTypes",
+        "auditLogStreams",
+    }
     assert str(query.fields["auditLogIntegrity"].type) == "AuditLogIntegrity!"
     assert set(query.fields["auditLogs"].args) == {"filter", "first", "after", "last", "before"}
     assert str(query.fields["auditLogs"].type) == "AuditLogConnection!"

@@ -59,6 +59,8 @@ class Command(BaseCommand):
             fmt, filters = exporting.parse_parameters(query)
         except exporting.BadParameter as error:
             raise CommandError(str(error)) from None
+        # Recorded in the organization's log before it runs (no user: an operator's command).
+        exporting.export_record(org, filters, fmt, "command", actor=None)
 
         started = time.monotonic()
         total = audit_log_count(organization=org, filters=filters)

@@ -218,4 +218,20 @@ def demo_details(rng: random.Random, event: str) -> dict[str, Any]:
             "retentionDays": 90,
             "pruneRecordIdsSha256": f"{rng.getrandbits(256):064x}",
         }
+    if event == E.AUDIT_LOG_EXPORTED:
+        return {"format": "csv", "filter": "eventType=USER_LOGIN", "via": "http"}
+    if event.startswith("AUDIT_LOG_STREAM_"):
+        stream = {
+            "id": rng.randrange(1, 100),
+            "name": "splunk",
+            "destination": "https://siem.acme.test/services/collector",
+            "format": "SPLUNK_HEC",
+            "enabled": True,
+        }
+        details = {"stream": stream}
+        if event == E.AUDIT_LOG_STREAM_UPDATED:
+            details["changes"] = {"name": {"from": "siem", "to": "splunk"}}
+        elif event == E.AUDIT_LOG_STREAM_PAUSED:
+            details["reason"] = "failing since 2026-01-01T00:00:00+00:00: HTTP 503"
+        return details
     raise ValueError(f"no demo details for {event}")

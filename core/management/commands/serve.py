@@ -1,11 +1,13 @@
 """manage.py serve [--host H] [--port P] [--workers N] [--migrate] [--seed-demo-if-empty]
 
 Runs the ASGI app under uvicorn. ``make run`` uses ``--migrate --seed-demo-if-empty``.
-Proxy headers are left to TRUSTED_PROXIES (core/client_ip.py), never to uvicorn.
+Proxy headers are left to TRUSTED_PROXIES (core/client_ip.py), never to uvicorn. Unless
+AUDIT_LOG_STREAM_DELIVER_IN_SERVER=0, the process also delivers log streams in a thread.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 from types import FrameType
@@ -49,6 +51,13 @@ class Command(BaseCommand):
         # the default action that kills the process before its exit hooks run (and the
         # embedded PostgreSQL would be left running). Exit normally instead.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        if settings.AUDIT_LOG_STREAM_DELIVER_IN_SERVER:
+            # Log streams are delivered by this process too (audit/log_streams.py); a
+            # lease per stream keeps every other server and worker off the same stream.
+            from audit.log_streams import new_holder, start_in_thread
+
+            deliverer = start_in_thread(new_holder())
+            atexit.register(deliverer.stop.set)
         uvicorn.run(
             "core.asgi:application",
             host=options["host"],
