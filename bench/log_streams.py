@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DESTINATIONS = 10
+DESTINATIONS = int(os.environ.get("BENCH_LOG_STREAM_DESTINATIONS", "10"))
 RATE = 20
 
 
@@ -46,6 +46,7 @@ def main(events: int, seconds: float) -> dict[str, Any]:
 
     from audit.log_streams import Deliverer, audit_log_stream_create, entry_json, new_holder
     from audit.services import AuditEntryDraft, audit_log_bulk_create, audit_log_record
+    from core.models import AuditLogStream
     from core.services import organization_create
     from tests.receiver import running_receiver
 
@@ -127,6 +128,7 @@ def main(events: int, seconds: float) -> dict[str, Any]:
         received = arrivals()
         deliverer.stop.set()
         runner.join(60)
+        AuditLogStream.objects.filter(organization=org).delete()  # the receiver is gone
         connections.close_all()
         # The first receipt of each entry at each destination (a retry may repeat one).
         latencies = [

@@ -248,7 +248,7 @@ AUDIT_STREAM_DB_CONNECTIONS = env_int("AUDIT_STREAM_DB_CONNECTIONS", 4, minimum=
 # Log streams (README, "Log streams"; audit/log_streams.py): pushing entries to HTTPS
 # destinations. Entries per request, and how long a partial batch may wait to fill.
 AUDIT_LOG_STREAM_BATCH = env_int("AUDIT_LOG_STREAM_BATCH", 500, minimum=1)
-AUDIT_LOG_STREAM_BATCH_WAIT_MS = env_int("AUDIT_LOG_STREAM_BATCH_WAIT_MS", 200, minimum=0)
+AUDIT_LOG_STREAM_BATCH_WAIT_MS = env_int("AUDIT_LOG_STREAM_BATCH_WAIT_MS", 100, minimum=0)
 # A request's timeout, and the most of a response that is read (the rest is a failure).
 AUDIT_LOG_STREAM_TIMEOUT_SECONDS = env_int("AUDIT_LOG_STREAM_TIMEOUT_SECONDS", 10, minimum=1)
 AUDIT_LOG_STREAM_RESPONSE_MAX_BYTES = env_int(

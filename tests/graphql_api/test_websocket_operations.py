@@ -303,3 +303,26 @@ def test_values_postgresql_cannot_store_are_bad_input_over_a_websocket_too(
     )
     assert codes(result) == ["BAD_USER_INPUT"]
     assert result["errors"][0]["extensions"]["problems"][0]["field"] == "idempotencyKey"
+
+
+def test_log_streams_are_managed_by_the_same_rules_over_a_websocket(
+    connect: Any, admin: User, make_user: Any
+) -> None:
+    from core.models import AuditLogStream
+
+    create = """mutation($i: AuditLogStreamInput!) {
+      createAuditLogStream(input: $i) { secret stream { id } } }"""
+    new = {"i": {"name": "ws", "url": "https://siem.example.com/in"}}
+    read_only = api_token_create(user=admin, name="r", scopes=(ApiTokenScope.READ,))[1]
+    manager = api_token_create(user=admin, name="m", scopes=(ApiTokenScope.STREAMS_MANAGE,))[1]
+    assert admin.organization is not None
+    member = make_user(admin.organization)
+    member_token = api_token_create(user=member, scopes=(ApiTokenScope.STREAMS_MANAGE,))[1]
+    assert codes(connect(read_only).execute(create, new)) == ["FORBIDDEN"]
+    assert codes(connect(member_token).execute(create, new)) == ["FORBIDDEN"]
+    bad = {"i": {"name": "ws", "url": "http://siem.example.com/in"}}
+    assert codes(connect(manager).execute(create, bad)) == ["BAD_USER_INPUT"]
+    assert AuditLogStream.objects.count() == 0
+    created = connect(manager).execute(create, new)
+    assert created["data"]["createAuditLogStream"]["secret"].startswith("whsec_")
+    assert AuditLogStream.objects.filter(organization=admin.organization).count() == 1
