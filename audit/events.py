@@ -366,7 +366,12 @@ DETAILS_FAMILIES: Final[tuple[Family, ...]] = (
         "_PAUSED (with `reason`).",
         (
             Key("stream", Kind.OBJECT, "The log stream.", shape=STREAM),
-            Key("changes", Kind.CHANGES, _CHANGES + " A rotated secret is `secret`, never shown."),
+            Key(
+                "changes",
+                Kind.CHANGES,
+                _CHANGES + " A rotated secret is `secret`; a credential, `credential`, by "
+                "its header name: neither value is ever recorded.",
+            ),
             Key("reason", Kind.STRING, "AUDIT_LOG_STREAM_PAUSED: the last error, and since when."),
         ),
         {

@@ -110,6 +110,74 @@ def stream_secret(stream: AuditLogStream) -> str:
     return "whsec_" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+# --- a destination's own credential, sealed at rest -----------------------------------------
+
+CREDENTIAL_MAX_LENGTH: Final = 4096
+# Headers a credential may not be sent as: the request's own, and the signature's.
+_RESERVED_HEADERS: Final = frozenset(
+    {"host", "content-type", "content-length", "transfer-encoding", "connection", "user-agent"}
+)
+
+
+def _credential_keys() -> tuple[bytes, bytes]:
+    base = hashlib.sha256(b"audit-log-stream-credential:" + settings.SECRET_KEY.encode()).digest()
+    return (
+        hmac.new(base, b"encrypt", hashlib.sha256).digest(),
+        hmac.new(base, b"authenticate", hashlib.sha256).digest(),
+    )
+
+
+def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
+    blocks = (length + 31) // 32
+    return b"".join(
+        hmac.new(key, nonce + n.to_bytes(8, "big"), hashlib.sha256).digest() for n in range(blocks)
+    )[:length]
+
+
+def seal(value: str) -> str:
+    """``value`` encrypted and authenticated (HMAC-SHA256 in counter mode, then an
+    HMAC-SHA256 tag over nonce and ciphertext), with keys derived from SECRET_KEY."""
+    encrypt, authenticate = _credential_keys()
+    nonce = secrets.token_bytes(16)
+    plain = value.encode()
+    cipher = bytes(
+        a ^ b for a, b in zip(plain, _keystream(encrypt, nonce, len(plain)), strict=True)
+    )
+    tag = hmac.new(authenticate, nonce + cipher, hashlib.sha256).digest()
+    return base64.b64encode(nonce + cipher + tag).decode()
+
+
+def unseal(sealed: str) -> str:
+    """What ``seal`` sealed; ValueError when it was sealed with another SECRET_KEY or changed."""
+    encrypt, authenticate = _credential_keys()
+    raw = base64.b64decode(sealed)
+    nonce, cipher, tag = raw[:16], raw[16:-32], raw[-32:]
+    expected = hmac.new(authenticate, nonce + cipher, hashlib.sha256).digest()
+    if len(raw) < 48 or not hmac.compare_digest(tag, expected):
+        raise ValueError("the stored credential cannot be read with this SECRET_KEY")
+    keystream = _keystream(encrypt, nonce, len(cipher))
+    return bytes(a ^ b for a, b in zip(cipher, keystream, strict=True)).decode()
+
+
+def checked_credential(name: str, value: str) -> tuple[str, str]:
+    """A header name and value a stream may send, or ValidationError saying why not."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}", name or ""):
+        raise ValidationError("the credential's header name must be letters, digits and '-'")
+    if name.lower() in _RESERVED_HEADERS or name.lower().startswith("x-audit-"):
+        raise ValidationError(f"{name} cannot carry a credential")
+    if not value or len(value) > CREDENTIAL_MAX_LENGTH:
+        raise ValidationError(f"the credential must be 1 to {CREDENTIAL_MAX_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or text_problem(value) is not None:
+        raise ValidationError("the credential must not contain control characters")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValidationError("the credential must be ASCII or Latin-1 text") from None
+    return name, value
+
+
 def signature(secret: str, timestamp: int, body: bytes) -> str:
     mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
     return "v1=" + mac.hexdigest()
@@ -285,12 +353,18 @@ def body_of(stream: AuditLogStream, entries: Sequence[AuditLog]) -> tuple[bytes,
 
 def _headers(stream: AuditLogStream, body: bytes, content_type: str) -> dict[str, str]:
     timestamp = int(time.time())
-    return {
+    headers = {
         "Content-Type": content_type,
         STREAM_HEADER: str(stream.pk),
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: signature(stream_secret(stream), timestamp, body),
     }
+    if stream.credential_header:
+        try:
+            headers[stream.credential_header] = unseal(stream.credential_sealed)
+        except ValueError as error:
+            raise DeliveryFailed(f"{error}: set the stream's credential again") from None
+    return headers
 
 
 # --- managing streams -----------------------------------------------------------------------
@@ -364,9 +438,11 @@ def audit_log_stream_create(
     format: str = AuditLogStream.Format.JSON,
     filters: AuditLogFilter | None = None,
     enabled: bool = True,
+    credential: tuple[str, str] | None = None,
 ) -> tuple[AuditLogStream, str]:
     """A new stream, delivering from now on, and its signing secret (shown once: it is not
-    stored). Records AUDIT_LOG_STREAM_CREATED."""
+    stored). ``credential`` is a header the destination requires, (name, value): sent with
+    every request, sealed at rest, never shown. Records AUDIT_LOG_STREAM_CREATED."""
     if AuditLogStream.objects.filter(organization=organization).count() >= (
         STREAMS_PER_ORGANIZATION
     ):
@@ -383,6 +459,9 @@ def audit_log_stream_create(
         position_txid=_horizon(),
     )
     _apply_filter(stream, filters or AuditLogFilter())
+    if credential is not None:
+        name, value = checked_credential(*credential)
+        stream.credential_header, stream.credential_sealed = name, seal(value)
     stream.save(force_insert=True)
     audit_log_record(
         organization=organization,
@@ -402,6 +481,7 @@ def audit_log_stream_update(
     filters: AuditLogFilter | Unset = UNSET,
     enabled: bool | Unset = UNSET,
     rotate_secret: bool = False,
+    credential: tuple[str, str] | Unset | None = UNSET,
 ) -> tuple[AuditLogStream, str | None]:
     """Change a stream; the new secret when ``rotate_secret``. Enabling a paused or
     disabled stream resumes it from its position at once. Records
@@ -440,6 +520,16 @@ def audit_log_stream_update(
                 changes.setdefault("paused", {"from": True, "to": False})
             stream.paused_at, stream.paused_reason = None, ""
             stream.failures, stream.failing_since, stream.next_attempt_at = 0, None, None
+    if not isinstance(credential, Unset):
+        name, sealed = "", ""
+        if credential is not None:
+            name, value = checked_credential(*credential)
+            sealed = seal(value)
+        changes["credential"] = {
+            "from": stream.credential_header or None,
+            "to": name or None,
+        }  # header names only: a value is never recorded
+        stream.credential_header, stream.credential_sealed = name, sealed
     new_secret = None
     if rotate_secret:
         stream.secret_salt = secrets.token_hex(32)

@@ -241,6 +241,10 @@ class AuditLogStream(models.Model):
     enabled = models.BooleanField(default=True)
     # The signing secret is derived from this and the server's key (never stored).
     secret_salt = models.CharField(max_length=64)
+    # A header the destination requires (e.g. Authorization: Splunk <token>): its name, and
+    # its value sealed with a key derived from SECRET_KEY (audit/log_streams.py).
+    credential_header = models.CharField(max_length=64, blank=True)
+    credential_sealed = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # Where delivery stands: the last delivered entry's stream position (stream_txid, id).
     position_txid = models.BigIntegerField()

@@ -10,6 +10,7 @@ with the ``streams:manage`` scope (FORBIDDEN otherwise).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -111,6 +112,13 @@ class AuditLogStream:
             to=m.time_to,
         )
 
+    @strawberry.field(
+        description="The name of the credential header sent with every request (its value "
+        "is never shown); null for none."
+    )
+    def credential_header(self) -> str | None:
+        return self.model.credential_header or None
+
     @strawberry.field(description="Whether an administrator has it turned on.")
     def enabled(self) -> bool:
         return self.model.enabled
@@ -201,6 +209,22 @@ class AuditLogStreamTest:
     error: str | None = strawberry.field(description="What went wrong; null when ok.")
 
 
+@strawberry.input(
+    description=(
+        "A header the destination requires with every request, such as Splunk HEC's "
+        "`Authorization: Splunk <token>` or Datadog's `DD-API-KEY: <key>`. Kept sealed "
+        "(encrypted with a key derived from the server's SECRET_KEY) and never shown again."
+    )
+)
+class AuditLogStreamCredentialInput:
+    header: str = strawberry.field(
+        default="Authorization",
+        description="The header's name: letters, digits and '-', not one the request "
+        "already sets (Host, Content-*, X-Audit-*, ...).",
+    )
+    value: str = strawberry.field(description="Its value (1-4096 characters, no controls).")
+
+
 @strawberry.input(description="A new log stream.")
 class AuditLogStreamInput:
     name: str = strawberry.field(description="A name, unique in the organization (1-100).")
@@ -214,6 +238,9 @@ class AuditLogStreamInput:
         default=None, description="Only the entries matching this filter; null for all."
     )
     enabled: bool = strawberry.field(default=True, description="Deliver at once (default).")
+    credential: AuditLogStreamCredentialInput | None = strawberry.field(
+        default=None, description="A header the destination requires; null for none."
+    )
 
 
 @strawberry.input(description="Changes to a log stream; null fields are left as they are.")
@@ -236,6 +263,12 @@ class AuditLogStreamChanges:
     rotate_secret: bool = strawberry.field(
         default=False,
         description="Make a new signing secret (returned once); the old one stops at once.",
+    )
+    credential: AuditLogStreamCredentialInput | None = strawberry.field(
+        default=None, description="Replace the header the destination requires."
+    )
+    remove_credential: bool = strawberry.field(
+        default=False, description="Stop sending the stream's credential header."
     )
 
 
@@ -282,8 +315,14 @@ def _filter(value: AuditLogFilterInput | None) -> AuditLogFilter:
     return value.to_selector_filter() if value is not None else AuditLogFilter()
 
 
-def _refused(error: ValidationError) -> Exception:
-    return bad_user_input("; ".join(error.messages) + ".")
+def _saved(write: Callable[[], tuple[StreamModel, str | None]]) -> AuditLogStreamWithSecret:
+    """The stream a service wrote, with its secret if it made one; its refusal as
+    BAD_USER_INPUT."""
+    try:
+        model, secret = write()
+    except ValidationError as error:
+        raise bad_user_input("; ".join(error.messages) + ".") from None
+    return AuditLogStreamWithSecret(stream=_stream(model), secret=secret)
 
 
 @strawberry.type
@@ -317,18 +356,21 @@ class AuditLogStreamMutations:
         filters = _filter(input.filter)
 
         def create() -> AuditLogStreamWithSecret:
-            try:
-                model, secret = log_streams.audit_log_stream_create(
+            return _saved(
+                lambda: log_streams.audit_log_stream_create(
                     organization=organization,
                     name=input.name,
                     url=input.url,
                     format=str(input.format.value),
                     filters=filters,
                     enabled=input.enabled,
+                    credential=(
+                        (input.credential.header, input.credential.value)
+                        if input.credential is not None
+                        else None
+                    ),
                 )
-            except ValidationError as error:
-                raise _refused(error) from None
-            return AuditLogStreamWithSecret(stream=_stream(model), secret=secret)
+            )
 
         return await sync_to_async(create)()
 
@@ -349,22 +391,24 @@ class AuditLogStreamMutations:
 
         def update() -> AuditLogStreamWithSecret:
             model = _owned(organization, id)
-            given: dict[str, Any] = {
+            given = {
                 "name": changes.name,
                 "url": changes.url,
                 "format": changes.format.value if changes.format is not None else None,
                 "enabled": changes.enabled,
             }
-            try:
-                model, secret = log_streams.audit_log_stream_update(
-                    stream=model,
-                    filters=filters,
-                    rotate_secret=changes.rotate_secret,
-                    **{k: v for k, v in given.items() if v is not None},
+            updates: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+            if changes.remove_credential and changes.credential is not None:
+                raise bad_user_input("Give credential or removeCredential, not both.")
+            if changes.credential is not None:
+                updates["credential"] = (changes.credential.header, changes.credential.value)
+            elif changes.remove_credential:
+                updates["credential"] = None
+            return _saved(
+                lambda: log_streams.audit_log_stream_update(
+                    stream=model, filters=filters, rotate_secret=changes.rotate_secret, **updates
                 )
-            except ValidationError as error:
-                raise _refused(error) from None
-            return AuditLogStreamWithSecret(stream=_stream(model), secret=secret)
+            )
 
         return await sync_to_async(update)()
 

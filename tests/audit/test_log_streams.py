@@ -6,6 +6,7 @@ what a destination may be."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import subprocess
@@ -21,6 +22,8 @@ import pytest
 from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit import log_streams
 from audit.details import details_problems
@@ -349,3 +352,68 @@ def test_changes_are_recorded_and_a_rotated_secret_replaces_the_old_one(
     for entry in entries:
         assert details_problems(entry.event, entry.details) == []
         assert old not in str(entry.details) and secret not in str(entry.details)
+
+
+def test_a_credential_header_is_sent_sealed_at_rest_and_never_shown(
+    receiver: Receiver, paid_org: Organization
+) -> None:
+    value = "Splunk 0b1f2c3d-hec-token"
+    stream = _stream(paid_org, receiver, credential=("Authorization", value))
+    entry = _record(paid_org)
+    assert log_streams.deliver_pending(log_streams.new_holder()) == 2
+    assert receiver.deliveries[-1].headers["Authorization"] == value
+    assert receiver.deliveries[-1].events[-1]["id"] == _ids([entry])[0]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT audit_log_stream::text FROM audit_log_stream")
+        (row,) = cursor.fetchall()
+        cursor.execute("SELECT string_agg(details::text, ' ') FROM audit_log")
+        (logged,) = cursor.fetchone()
+    assert value not in row[0] and "0b1f2c3d" not in row[0] and "0b1f2c3d" not in logged
+    # Another server key cannot read it: the delivery fails, saying what to do.
+    with override_settings(SECRET_KEY="another-key-entirely"):
+        outcome = log_streams.audit_log_stream_test(stream=stream)
+    assert outcome.error == (
+        "the stored credential cannot be read with this SECRET_KEY: set the stream's "
+        "credential again"
+    )
+    stream, _ = log_streams.audit_log_stream_update(stream=stream, credential=None)
+    assert (stream.credential_header, stream.credential_sealed) == ("", "")
+    changed = AuditLog.objects.filter(event=E.AUDIT_LOG_STREAM_UPDATED).get()
+    assert changed.details["changes"] == {"credential": {"from": "Authorization", "to": None}}
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "problem"),
+    [
+        ("Content-Type", "x", "cannot carry a credential"),
+        ("X-Audit-Signature", "x", "cannot carry a credential"),
+        ("Bad Header", "x", "letters, digits"),
+        ("Authorization", "", "1 to 4096"),
+        ("Authorization", "a\r\nX-Injected: 1", "control characters"),
+        ("Authorization", "snowman \u2603", "ASCII or Latin-1"),
+    ],
+)
+def test_credential_headers_are_checked(
+    paid_org: Organization, header: str, value: str, problem: str
+) -> None:
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match=problem):
+        log_streams.audit_log_stream_create(
+            organization=paid_org,
+            name="c",
+            url="https://siem.example.com/",
+            credential=(header, value),
+        )
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(st.characters(codec="latin-1"), max_size=300), st.integers(0, 400))
+def test_sealing_round_trips_and_refuses_any_change(value: str, flip: int) -> None:
+    sealed = log_streams.seal(value)
+    assert log_streams.unseal(sealed) == value
+    assert log_streams.seal(value) != sealed  # a new nonce each time
+    raw = bytearray(base64.b64decode(sealed))
+    raw[flip % len(raw)] ^= 1
+    with pytest.raises(ValueError, match="cannot be read"):
+        log_streams.unseal(base64.b64encode(bytes(raw)).decode())

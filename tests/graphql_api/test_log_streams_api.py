@@ -16,7 +16,8 @@ from tests.graphql_api.conftest import GraphQLClient, data_of, error_codes
 
 pytestmark = pytest.mark.django_db
 
-STREAMS = """{ auditLogStreams { id name url format enabled state filter { eventTypes userEmail }
+STREAMS = """{ auditLogStreams { id name url format enabled state credentialHeader
+  filter { eventTypes userEmail }
   deliveredCount lastDeliveredId lastDeliveredAt lagEvents lagSeconds failures lastError
   nextRetryAt pausedReason createdAt } }"""
 CREATE = """mutation($input: AuditLogStreamInput!) {
@@ -31,6 +32,7 @@ NEW = {
     "url": "https://siem.example.com/services/collector",
     "format": "SPLUNK_HEC",
     "filter": {"eventTypes": ["USER_LOGIN", "ROLE_CREATED"], "userEmail": "acme"},
+    "credential": {"header": "Authorization", "value": "Splunk hec-token-123"},
 }
 
 
@@ -109,7 +111,8 @@ def test_create_shows_the_secret_once_and_the_list_never(
         "userEmail": "acme",
     }
     (listed,) = data_of(client.post(STREAMS))["auditLogStreams"]
-    assert secret not in str(listed)
+    assert secret not in str(listed) and "hec-token-123" not in str(listed)
+    assert listed["credentialHeader"] == "Authorization"
     assert (
         listed["lagEvents"] == 0 and listed["deliveredCount"] == 0 and listed["lastError"] is None
     )
@@ -122,7 +125,16 @@ def test_create_shows_the_secret_once_and_the_list_never(
     entries = AuditLog.objects.filter(
         organization=admin.organization, event__startswith="AUDIT_LOG_STREAM"
     )
-    assert secret not in str(list(entries.values_list("details", flat=True)))
+    logged = str(list(entries.values_list("details", flat=True)))
+    assert secret not in logged and "hec-token-123" not in logged
+    removed = client.post(UPDATE, {"id": listed["id"], "changes": {"removeCredential": True}})
+    assert "errors" not in removed
+    (listed,) = data_of(client.post(STREAMS))["auditLogStreams"]
+    assert listed["credentialHeader"] is None
+    both = {"removeCredential": True, "credential": {"value": "x"}}
+    assert error_codes(client.post(UPDATE, {"id": listed["id"], "changes": both})) == [
+        "BAD_USER_INPUT"
+    ]
 
 
 def test_lag_counts_what_the_destination_has_not_acknowledged(
