@@ -62,7 +62,7 @@ from urllib.parse import SplitResult, urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from strawberry.relay import to_base64
@@ -762,6 +762,12 @@ class Deliverer:
                     self._wake.clear()
                     try:
                         ids = due_streams(self.holder)
+                    except (InterfaceError, OperationalError) as error:
+                        # The database restarting or unreachable: said in one line, retried.
+                        logger.warning("log streams: the database is unavailable (%s)", error)
+                        _close_connection()
+                        self.stop.wait(self.poll)
+                        continue
                     except Exception:
                         logger.exception("log streams: could not list the streams that are due")
                         _close_connection()
@@ -787,6 +793,10 @@ class Deliverer:
     def _one(self, stream_id: int) -> DeliveryOutcome:
         try:
             outcome = deliver_stream(stream_id, self.holder)
+        except (InterfaceError, OperationalError) as error:
+            logger.warning("log stream %s: the database is unavailable (%s)", stream_id, error)
+            _close_connection()
+            return DeliveryOutcome(failed=str(error))
         except Exception as error:
             logger.exception("log stream %s: delivery stopped by an error", stream_id)
             _close_connection()
