@@ -740,8 +740,11 @@ def release_leases(holder: str) -> None:
 
 class Deliverer:
     """Delivers every due stream until ``stop`` is set, each stream by one thread of one
-    process at a time (its lease): woken by the live stream's NOTIFY (audit_log_created)
-    and at least every ``poll`` seconds. Releases its leases when it stops."""
+    process at a time (its lease), each as a task of its own on ``threads`` threads, so a
+    destination that keeps its requests waiting holds up only its own stream: woken by the
+    live stream's NOTIFY (audit_log_created), by a finished task, and at least every
+    ``poll`` seconds. Releases its leases, and closes its threads' database connections,
+    when it stops."""
 
     def __init__(self, holder: str, threads: int = 4, poll: float = 1.0) -> None:
         self.holder = holder
@@ -749,60 +752,107 @@ class Deliverer:
         self.poll = poll
         self.stop = threading.Event()
         self.delivered = 0
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # a notification, or a task that ended
+        self._notified = threading.Event()  # new entries were committed
 
     def run(self) -> None:
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         listener = threading.Thread(target=self._listen, name="log-stream-listen", daemon=True)
         listener.start()
+        # Each stream is a task of its own: a destination that keeps its request waiting
+        # until the timeout holds up its own stream only, never the others.
+        running: dict[int, Future[DeliveryOutcome]] = {}
+        # A stream that delivered is tried again as soon as its task ends, one with a
+        # partial batch after a moment (``later``); the others on the next notification of
+        # new entries or poll, when the database is asked which streams are due.
+        later: dict[int, float] = {}
+        next_poll = time.monotonic()  # ask for the due streams at once
+        # The worker threads' database connections, closed here when the deliverer stops.
+        adopted: list[Any] = []
+
+        def adopt() -> None:
+            from django.db import connections
+
+            wrapper = connections["default"]
+            wrapper.inc_thread_sharing()
+            adopted.append(wrapper)
+
         try:
-            with ThreadPoolExecutor(self.threads, thread_name_prefix="log-stream") as pool:
+            with ThreadPoolExecutor(
+                self.threads, thread_name_prefix="log-stream", initializer=adopt
+            ) as pool:
                 while not self.stop.is_set():
                     self._wake.clear()
-                    try:
-                        ids = due_streams(self.holder)
-                    except (InterfaceError, OperationalError) as error:
-                        # The database restarting or unreachable: said in one line, retried.
-                        logger.warning("log streams: the database is unavailable (%s)", error)
-                        _close_connection()
-                        self.stop.wait(self.poll)
-                        continue
-                    except Exception:
-                        logger.exception("log streams: could not list the streams that are due")
-                        _close_connection()
-                        self.stop.wait(self.poll)
-                        continue
-                    if not ids:
-                        self.stop.wait(self.poll)
-                        continue
-                    outcomes = list(pool.map(self._one, ids))
-                    if any(o.delivered for o in outcomes):
-                        continue
-                    if any(o.waiting for o in outcomes):
-                        self.stop.wait(0.05)
-                    else:
-                        self._wake.wait(self.poll)
+                    now = time.monotonic()
+                    ready: list[int] = []  # streams to try again without asking the database
+                    for stream_id, task in list(running.items()):
+                        if task.done():
+                            del running[stream_id]
+                            outcome = task.result()
+                            if outcome.waiting:
+                                later[stream_id] = now + 0.05
+                            elif outcome.delivered:
+                                ready.append(stream_id)
+                    for stream_id, at in list(later.items()):
+                        if at <= now:
+                            del later[stream_id]
+                            ready.append(stream_id)
+                    if self._notified.is_set() or now >= next_poll:
+                        self._notified.clear()
+                        next_poll = now + self.poll
+                        try:
+                            ready += due_streams(self.holder)
+                        except (InterfaceError, OperationalError) as error:
+                            # The database restarting or unreachable: one line, retried.
+                            logger.warning("log streams: the database is unavailable (%s)", error)
+                            _close_connection()
+                        except Exception:
+                            logger.exception("log streams: could not list the due streams")
+                            _close_connection()
+                    for stream_id in dict.fromkeys(ready):
+                        if stream_id in running or stream_id in later:
+                            continue
+                        task = pool.submit(self._one, stream_id)
+                        task.add_done_callback(lambda _: self._wake.set())
+                        running[stream_id] = task
+                    soonest = min([next_poll, *later.values()])
+                    self._wake.wait(max(0.0, soonest - time.monotonic()))
         finally:
             try:
                 release_leases(self.holder)
             except Exception:
                 logger.warning("log streams: leases not released; they expire by themselves")
             _close_connection()
+            for wrapper in adopted:
+                with contextlib.suppress(Exception):
+                    wrapper.close()
+                wrapper.dec_thread_sharing()
+
+    # Full batches one task sends in a row before its stream goes back in the queue (a
+    # backlog keeps its thread busy without starving the other streams).
+    BATCHES_PER_TASK = 10
 
     def _one(self, stream_id: int) -> DeliveryOutcome:
+        delivered = 0
         try:
-            outcome = deliver_stream(stream_id, self.holder)
+            for _ in range(self.BATCHES_PER_TASK):
+                outcome = deliver_stream(stream_id, self.holder)
+                delivered += outcome.delivered
+                if outcome.delivered < settings.AUDIT_LOG_STREAM_BATCH or self.stop.is_set():
+                    break
         except (InterfaceError, OperationalError) as error:
             logger.warning("log stream %s: the database is unavailable (%s)", stream_id, error)
             _close_connection()
-            return DeliveryOutcome(failed=str(error))
+            outcome = DeliveryOutcome(failed=str(error))
         except Exception as error:
             logger.exception("log stream %s: delivery stopped by an error", stream_id)
             _close_connection()
-            return DeliveryOutcome(failed=str(error))
-        self.delivered += outcome.delivered
-        return outcome
+            outcome = DeliveryOutcome(failed=str(error))
+        self.delivered += delivered
+        return DeliveryOutcome(
+            delivered=delivered, failed=outcome.failed, waiting=outcome.waiting, busy=outcome.busy
+        )
 
     def _listen(self) -> None:
         import psycopg
@@ -816,6 +866,7 @@ class Deliverer:
                     conn.execute(f"LISTEN {CHANNEL}")
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._notified.set()
                             self._wake.set()
             except Exception:
                 self.stop.wait(1.0)

@@ -71,6 +71,8 @@ class Receiver:
     max_in_flight: int = 0
     in_flight: dict[str, int] = field(default_factory=dict)
     answered: dict[str, int] = field(default_factory=dict)  # requests per mode
+    # Streams whose requests hang (``hang_seconds``) whatever the mode.
+    hanging: set[str] = field(default_factory=set)
     deliveries: list[Delivery] = field(default_factory=list)
     forged: int = 0
     requests: int = 0
@@ -111,7 +113,7 @@ class Receiver:
                     )
                     self.close_connection = True
                     return
-                if mode == "hang":
+                if mode == "hang" or self.headers.get("X-Audit-Stream", "") in receiver.hanging:
                     time.sleep(receiver.hang_seconds)
                 if mode == "500":
                     self._answer(500, b"down for maintenance")

@@ -417,3 +417,30 @@ def test_sealing_round_trips_and_refuses_any_change(value: str, flip: int) -> No
     raw[flip % len(raw)] ^= 1
     with pytest.raises(ValueError, match="cannot be read"):
         log_streams.unseal(base64.b64encode(bytes(raw)).decode())
+
+
+def test_a_hanging_destination_does_not_hold_up_the_others(
+    receiver: Receiver, make_org: Callable[..., Organization]
+) -> None:
+    """Each stream is delivered on its own: while one destination keeps every request
+    waiting until the timeout, another organization's stream is delivered as usual."""
+    slow_org, org = make_org("paid"), make_org("paid")
+    slow = _stream(slow_org, receiver, name="slow")
+    fast = _stream(org, receiver, name="fast")
+    receiver.hanging.add(str(slow.pk))
+    receiver.hang_seconds = 6
+    deliverer = log_streams.Deliverer(log_streams.new_holder(), threads=4, poll=0.2)
+    runner = threading.Thread(target=deliverer.run)
+    with override_settings(AUDIT_LOG_STREAM_TIMEOUT_SECONDS=5):
+        runner.start()
+        try:
+            _record(slow_org)
+            time.sleep(0.5)  # the slow stream's request is waiting now
+            entry = _record(org)
+            started = time.monotonic()
+            _until(lambda: _ids([entry])[0] in [e["id"] for e in receiver.events(fast.pk)], 10)
+            waited = time.monotonic() - started
+        finally:
+            deliverer.stop.set()
+            runner.join(30)
+    assert waited < 2, f"the fast stream waited {waited:.1f} s behind the slow one"
