@@ -57,10 +57,6 @@ def details_problems(event: str, details: Mapping[str, Any]) -> list[tuple[str, 
     return problems
 
 
-def conforms(event: str, details: Mapping[str, Any]) -> bool:
-    return not details_problems(event, details)
-
-
 def _value_problems(key: Key, value: Any, path: str) -> list[tuple[str, str]]:
     if value is None:
         return [] if key.nullable else [(path, f"must be {_KIND_WORDS[key.kind]}, not null")]

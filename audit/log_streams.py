@@ -631,12 +631,6 @@ def _claim(stream_id: int, holder: str) -> AuditLogStream | None:
     return AuditLogStream.objects.select_related("organization").get(pk=stream_id)
 
 
-def _release(stream_id: int, holder: str) -> None:
-    AuditLogStream.objects.filter(pk=stream_id, lease_holder=holder).update(
-        lease_holder="", lease_expires_at=None
-    )
-
-
 def _backoff(failures: int) -> float:
     base = min(2.0 ** (failures - 1), float(settings.AUDIT_LOG_STREAM_RETRY_MAX_SECONDS))
     return base * random.uniform(0.5, 1.5)  # noqa: S311 - jitter, not a secret

@@ -233,15 +233,10 @@ class AuditLogStreamAdmin(admin.ModelAdmin):
         return ("organization", *self.readonly_fields) if obj else self.readonly_fields
 
     def _filters(self, obj: AuditLogStream) -> Any:
-        from audit.filters import AuditLogFilter
+        from audit.log_streams import stream_filter
 
         try:
-            return AuditLogFilter.build(
-                event_types=obj.event_types or None,
-                user_email=obj.user_email or None,
-                time_from=obj.time_from,
-                time_to=obj.time_to,
-            )
+            return stream_filter(obj)
         except ValueError as error:
             raise ValidationError(str(error)) from None
 

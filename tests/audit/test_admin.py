@@ -149,3 +149,36 @@ def test_an_operator_sets_an_organizations_retention_in_the_admin(
     assert response.status_code == 302
     created.refresh_from_db()
     assert created.audit_retention_days == 0
+
+
+def test_log_streams_made_in_the_admin_go_through_the_services(
+    client: Client, operator: User, paid_org: Organization
+) -> None:
+    from core.models import AuditLogStream
+
+    client.force_login(operator)
+    page = client.post(
+        "/admin/core/auditlogstream/add/",
+        {
+            "organization": paid_org.pk,
+            "name": "siem",
+            "url": "https://siem.example.com/in",
+            "format": "JSONL",
+            "event_types": "USER_LOGIN",
+            "enabled": "on",
+        },
+        follow=True,
+    ).content.decode()
+    stream = AuditLogStream.objects.get(organization=paid_org)
+    assert "The stream&#x27;s signing secret (shown only now): whsec_" in page
+    assert (stream.format, stream.event_types) == ("JSONL", ["USER_LOGIN"])
+    assert stream.secret_salt not in page
+    created = AuditLog.objects.get(organization=paid_org, event="AUDIT_LOG_STREAM_CREATED")
+    assert created.details["stream"]["id"] == stream.pk
+    refused = client.post(
+        "/admin/core/auditlogstream/add/",
+        {"organization": paid_org.pk, "name": "bad", "url": "http://x.example/", "format": "JSON"},
+        follow=True,
+    ).content.decode()
+    assert "must start with https://" in refused
+    assert not AuditLogStream.objects.filter(name="bad").exists()

@@ -266,7 +266,7 @@ def test_each_format_carries_the_entries_as_the_api_reads_them(
             "SPLUNK_HEC": "application/json",
         }[fmt]
     )
-    assert stream.pk
+    assert AuditLogStream.objects.get(pk=stream.pk).last_delivered_entry == entries[-1].pk
 
 
 def test_redirects_are_not_followed(receiver: Receiver, paid_org: Organization) -> None:
