@@ -7,7 +7,8 @@ by ``make bench`` against the scratch database):
 * latency: 20 entries a second for SECONDS seconds while the deliverer runs, each timed
   from its commit to its receipt at each of the 10 destinations; p50 and p95.
 
-Prints one JSON line. The deliverer runs with the defaults (AUDIT_LOG_STREAM_BATCH,
+``BENCH_LOG_STREAM_DESTINATIONS`` sets another number of destinations (10). Prints one
+JSON line. The deliverer runs with the defaults (AUDIT_LOG_STREAM_BATCH,
 AUDIT_LOG_STREAM_BATCH_WAIT_MS, 4 threads): the latency includes the batch wait.
 """
 

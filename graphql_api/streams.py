@@ -272,6 +272,9 @@ class AuditLogStreamChanges:
     )
 
 
+# The argument every mutation of one stream takes.
+StreamId = Annotated[strawberry.ID, strawberry.argument(description="The stream's ID.")]
+
 MANAGE_MESSAGE = (
     "Managing log streams needs a signed-in administrator, or an API token with the "
     "streams:manage scope (manage.py create_api_token EMAIL --scope streams:manage)."
@@ -381,7 +384,7 @@ class AuditLogStreamMutations:
     async def update_audit_log_stream(
         self,
         info: Info[Any, Any],
-        id: Annotated[strawberry.ID, strawberry.argument(description="The stream's ID.")],
+        id: StreamId,
         changes: Annotated[
             AuditLogStreamChanges, strawberry.argument(description="What to change.")
         ],
@@ -419,7 +422,7 @@ class AuditLogStreamMutations:
     async def delete_audit_log_stream(
         self,
         info: Info[Any, Any],
-        id: Annotated[strawberry.ID, strawberry.argument(description="The stream's ID.")],
+        id: StreamId,
     ) -> strawberry.ID:
         organization = await _organization(info)
 
@@ -437,7 +440,7 @@ class AuditLogStreamMutations:
     async def test_audit_log_stream(
         self,
         info: Info[Any, Any],
-        id: Annotated[strawberry.ID, strawberry.argument(description="The stream's ID.")],
+        id: StreamId,
     ) -> AuditLogStreamTest:
         organization = await _organization(info)
 
