@@ -37,7 +37,9 @@ BATCH_SIZE = 5_000
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-PARAMETERS = frozenset({"format", "eventType", "userEmail", "from", "to"})
+PARAMETERS = frozenset(
+    {"format", "eventType", "userEmail", "from", "to", "ip", "search", "details"}
+)
 
 
 class BadParameter(ValueError):
@@ -79,10 +81,22 @@ def parse_parameters(query: Any) -> tuple[str, AuditLogFilter]:
             user_email=query.get("userEmail") or None,
             time_from=_time("from", query.get("from")),
             time_to=_time("to", query.get("to")),
+            ip=query.get("ip") or None,
+            search=query.get("search") or None,
+            details=_json("details", query.get("details")),
         )
     except ValueError as error:
         raise BadParameter(str(error)) from None
     return fmt, filters
+
+
+def _json(name: str, text: str | None) -> object:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise BadParameter(f'{name} must be JSON, such as {{"resource": "vm-12"}}') from None
 
 
 def iso_utc(moment: datetime) -> str:

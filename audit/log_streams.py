@@ -376,6 +376,9 @@ def stream_filter(stream: AuditLogStream) -> AuditLogFilter:
         user_email=stream.user_email or None,
         time_from=stream.time_from,
         time_to=stream.time_to,
+        ip=stream.ip or None,
+        search=stream.search or None,
+        details=stream.details,
     )
 
 
@@ -427,6 +430,9 @@ def _apply_filter(stream: AuditLogStream, filters: AuditLogFilter) -> None:
     stream.user_email = filters.user_email or ""
     stream.time_from = filters.time_from
     stream.time_to = filters.time_to
+    stream.ip = str(filters.ip) if filters.ip is not None else ""
+    stream.search = filters.search or ""
+    stream.details = filters.details
 
 
 @transaction.atomic

@@ -37,7 +37,13 @@ from django.db import connection
 from psycopg import adapters
 from psycopg.pq import Format
 
-from audit.filters import MATCHED_EMAILS, AuditLogFilter, event_values, matched_emails_sql
+from audit.filters import (
+    MATCHED_EMAILS,
+    AuditLogFilter,
+    event_values,
+    matched_emails_sql,
+    search_conditions,
+)
 from audit.selectors import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
@@ -98,7 +104,8 @@ def _matching(alias: str, organization: Organization, f: AuditLogFilter) -> tupl
     if f.time_to is not None:
         conditions.append(f"{alias}.time <= %s")
         params.append(f.time_to)
-    return " AND ".join(conditions), params
+    searched, searched_params = search_conditions(alias, f)
+    return " AND ".join(conditions + searched), params + searched_params
 
 
 def _nearest(

@@ -42,9 +42,11 @@ from audit.filters import (
     event_condition,
     event_values,
     matched_emails_sql,
+    search_conditions,
+    search_q,
 )
 from audit.models import AuditLog, AuditSeal, AuditVerification
-from audit.totals import audit_log_total, audit_log_total_sql
+from audit.totals import audit_log_total, audit_log_total_sql, checked_total
 from core.models import Organization
 
 __all__ = [
@@ -84,6 +86,8 @@ def audit_log_list(
         queryset = queryset.filter(time__gte=f.time_from)
     if f.time_to is not None:
         queryset = queryset.filter(time__lte=f.time_to)
+    for condition in search_q(f):
+        queryset = queryset.filter(condition)
     return queryset.order_by(*ORDER)
 
 
@@ -94,7 +98,7 @@ def audit_log_count(*, organization: Organization, filters: AuditLogFilter | Non
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {sql} AS audit_total", params)
         row = cursor.fetchone()
-    return int(row[0])
+    return checked_total(int(row[0]))
 
 
 @dataclass(frozen=True, order=True)
@@ -160,6 +164,9 @@ def _email_page_ids(
     if f.time_to is not None:
         conditions.append("x.time <= %s")
         params.append(f.time_to)
+    searched, searched_params = search_conditions("x", f)
+    conditions += searched
+    params += searched_params
     if after is not None:
         conditions.append("(x.time, x.id) < (%s, %s)")
         params += [after.time, after.id]
@@ -335,7 +342,7 @@ def page_of(
         entries=rows,
         has_next_page=has_next,
         has_previous_page=has_previous,
-        total_count=summary["audit_total"] if with_total else None,
+        total_count=checked_total(summary["audit_total"]) if with_total else None,
     )
 
 

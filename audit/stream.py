@@ -47,13 +47,13 @@ from typing import Any, Final
 import psycopg
 from django.conf import settings
 from django.db import connection as django_connection
-from django.db.models import QuerySet
+from django.db.models import F, Func, QuerySet, TextField
 from django.db.models.functions import Upper
 from psycopg.rows import TupleRow
 from psycopg.types.string import TextLoader
 from psycopg_pool import AsyncConnectionPool
 
-from audit.filters import AuditLogFilter
+from audit.filters import SEARCH_WORDS_SQL, WORDS_SQL, AuditLogFilter
 from audit.models import AuditLog
 from audit.selectors import (
     AuditLogPosition,
@@ -137,12 +137,19 @@ def _connection_kwargs() -> dict[str, Any]:
     return params
 
 
-def _compiled(queryset: QuerySet[AuditLog], limit: int) -> tuple[str, tuple[Any, ...]]:
-    # The actor email as PostgreSQL upper-cases it, for the in-memory email filter.
-    with_upper = queryset.annotate(stream_actor_email_upper=Upper("actor_email"))
-    sql, params = with_upper.values_list(*FIELDS, "stream_actor_email_upper")[
-        :limit
-    ].query.sql_with_params()
+def _compiled(queryset: QuerySet[AuditLog], limit: int, words: bool) -> tuple[str, tuple[Any, ...]]:
+    # The actor email as PostgreSQL upper-cases it, for the in-memory email filter; with
+    # ``words``, the details' words as PostgreSQL splits them, for a search.
+    extra: dict[str, Any] = {"stream_actor_email_upper": Upper("actor_email")}
+    if words:
+        extra["stream_words"] = Func(
+            F("details"),
+            template=WORDS_SQL.format(column="%(expressions)s"),
+            output_field=TextField(),
+        )
+    sql, params = (
+        queryset.annotate(**extra).values_list(*FIELDS, *extra)[:limit].query.sql_with_params()
+    )
     return sql, tuple(params)
 
 
@@ -151,6 +158,7 @@ def _entry(row: TupleRow) -> AuditLog:
     values[-1] = int(values[-1]) if values[-1] is not None else None
     entry = AuditLog.from_db("default", FIELDS, values)
     entry.actor_email_upper = row[len(FIELDS)]  # type: ignore[attr-defined]
+    entry.words = row[len(FIELDS) + 1] if len(row) > len(FIELDS) + 1 else None  # type: ignore[attr-defined]
     return entry
 
 
@@ -170,11 +178,14 @@ class Subscriber:
         capacity: int,
         exclude: Snapshot | None,
         user_email_upper: str | None = None,
+        search_words: frozenset[str] | None = None,
     ) -> None:
         self.organization_id = organization_id
         self.filters = filters
         # The filter's email as PostgreSQL upper-cases it (AuditLogFilter.matches).
         self.user_email_upper = user_email_upper
+        # The search's words as PostgreSQL splits them (AuditLogFilter.matches).
+        self.search_words = search_words
         self.capacity = capacity
         # Entries committed as of this snapshot were replayed or precede the subscription.
         self.exclude = exclude
@@ -192,6 +203,10 @@ class Subscriber:
                 actor_email_upper=entry.actor_email_upper,  # type: ignore[attr-defined]
                 time=entry.time,
                 user_email_upper=self.user_email_upper,
+                ip=entry.ip,
+                details=entry.details,
+                words=entry.words,  # type: ignore[attr-defined]
+                search_words=self.search_words,
             )
         )
 
@@ -283,8 +298,12 @@ class StreamHub:
 
     # --- reading ------------------------------------------------------------------------
 
-    async def fetch(self, queryset: QuerySet[AuditLog], limit: int = READ_BATCH) -> list[AuditLog]:
-        sql, params = _compiled(queryset, limit)
+    async def fetch(
+        self, queryset: QuerySet[AuditLog], limit: int = READ_BATCH, *, words: bool = False
+    ) -> list[AuditLog]:
+        """Up to ``limit`` entries of ``queryset``; with ``words``, each carries the words
+        of its details (for subscribers with a search)."""
+        sql, params = _compiled(queryset, limit, words)
         assert self._pool is not None
         async with self._pool.connection() as connection:
             cursor = await connection.execute(sql, params)
@@ -298,6 +317,15 @@ class StreamHub:
             row = await cursor.fetchone()
         assert row is not None
         return str(row[0])
+
+    async def search_words(self, text: str) -> frozenset[str]:
+        """The words PostgreSQL makes of a search, as its filters split them."""
+        assert self._pool is not None
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(SEARCH_WORDS_SQL, (text,))
+            row = await cursor.fetchone()
+        assert row is not None
+        return frozenset(row[0])
 
     async def snapshot(self) -> Snapshot:
         assert self._pool is not None
@@ -377,6 +405,13 @@ class StreamHub:
                 self._next_poll = delay
                 delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
+    def _searching(self) -> bool:
+        return any(
+            subscriber.filters.search is not None
+            for subscribers in self._subscribers.values()
+            for subscriber in subscribers
+        )
+
     async def _advance(self) -> None:
         """Hand every deliverable entry after the position to its subscribers."""
         if not self._subscribers:
@@ -390,11 +425,18 @@ class StreamHub:
             if not organization_ids:
                 break
             assert self.position is not None
-            entries = await self.fetch(
-                audit_log_stream(
-                    organization_ids=organization_ids, after=self.position, below=horizon
+            while True:
+                # Words only for subscribers with a search; read again with them when such
+                # a subscriber registered during the read.
+                searching = self._searching()
+                entries = await self.fetch(
+                    audit_log_stream(
+                        organization_ids=organization_ids, after=self.position, below=horizon
+                    ),
+                    words=searching,
                 )
-            )
+                if searching or not self._searching():
+                    break
             for entry in entries:
                 for subscriber in list(self._subscribers.get(entry.organization_id, ())):
                     subscriber.offer(entry)
@@ -502,6 +544,9 @@ async def audit_log_follow(
         user_email_upper=(
             await hub.upper(filters.user_email) if filters.user_email is not None else None
         ),
+        search_words=(
+            await hub.search_words(filters.search) if filters.search is not None else None
+        ),
     )
     # Catch up to the hub's position by reading, then register at exactly that position.
     while True:
@@ -514,7 +559,8 @@ async def audit_log_follow(
                     filters=filters,
                     after=position,
                     through=target,
-                )
+                ),
+                words=filters.search is not None,
             )
             for entry in entries:
                 position = position_of(entry)

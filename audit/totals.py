@@ -17,6 +17,13 @@ The work is bounded by the window's months, days and hours and the number of mat
 addresses, not by the number of entries, and the result is exact: the rollups are updated in the same
 transaction as the entries, and the total is read in the same statement (the same
 snapshot) as the page it goes with.
+
+The rollups know nothing of addresses or details: a total with ``ip``, ``search`` or
+``details`` (``AuditLogFilter.searches``) counts the matching entries themselves, through
+the index of the search (audit/filters.py), so its cost grows with the number of matches
+(docs/PERFORMANCE.md, "Searching by address and details"). It counts at most
+``AUDIT_LOG_SEARCH_TOTAL_MAX`` of them: past that, the statement stops counting and the
+total is refused (``TotalTooCostly``) rather than left to run into the statement timeout.
 """
 
 from __future__ import annotations
@@ -25,11 +32,31 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
 
-from audit.filters import AuditLogFilter, event_values, matched_emails_sql
+from audit.filters import AuditLogFilter, event_values, matched_emails_sql, search_conditions
 from core.models import Organization
+
+# What a counted total reads as when it would exceed AUDIT_LOG_SEARCH_TOTAL_MAX.
+TOTAL_REFUSED = -1
+
+
+class TotalTooCostly(Exception):
+    """A search's total would count more entries than ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the total would count more than {limit} entries")
+        self.limit = limit
+
+
+def checked_total(total: int) -> int:
+    """``total`` as read from ``audit_log_total_sql``; TotalTooCostly if it was refused."""
+    if total == TOTAL_REFUSED:
+        raise TotalTooCostly(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)
+    return total
+
 
 MONTH, DAY, HOUR = "month", "day", "hour"
 # Timestamps have microsecond precision: an inclusive ``to`` ends one tick later.
@@ -111,6 +138,8 @@ def audit_log_total_sql(
     )
     if window.start is not None and window.end is not None and window.start >= window.end:
         return "0", []
+    if f.searches:
+        return _counted_sql(organization, f, cte)
 
     email = f.user_email is not None
     common: list[str] = ["organization_id = %s"]
@@ -161,6 +190,34 @@ def audit_log_total_sql(
     if not terms:
         return "0", []
     return "(" + " + ".join(terms) + ")", params
+
+
+def _counted_sql(organization: Organization, f: AuditLogFilter, cte: bool) -> tuple[str, list[Any]]:
+    """The total of a search, counted from the entries, at most AUDIT_LOG_SEARCH_TOTAL_MAX
+    of them: TOTAL_REFUSED past that."""
+    conditions = ["c.organization_id = %s"]
+    params: list[Any] = [organization.pk]
+    if f.event_types is not None:
+        conditions.append("c.event = ANY(%s)")
+        params.append(event_values(f.event_types))
+    if f.user_email is not None:
+        emails, emails_params = matched_emails_sql(organization, f.user_email, cte=cte)
+        conditions.append(f"c.actor_email IN ({emails})")
+        params += emails_params
+    if f.time_from is not None:
+        conditions.append("c.time >= %s")
+        params.append(f.time_from)
+    if f.time_to is not None:
+        conditions.append("c.time <= %s")
+        params.append(f.time_to)
+    searched, searched_params = search_conditions("c", f)
+    limit = int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)
+    sql = (
+        f"(SELECT CASE WHEN count(*) > %s THEN {TOTAL_REFUSED} ELSE count(*) END FROM ("  # noqa: S608 - fixed fragments
+        f"SELECT 1 FROM audit_log c WHERE {' AND '.join(conditions + searched)} LIMIT %s"
+        ") counted)"
+    )
+    return sql, [limit, *params, *searched_params, limit + 1]
 
 
 def audit_log_total(*, organization: Organization, filters: AuditLogFilter | None = None) -> RawSQL:

@@ -238,6 +238,9 @@ class AuditLogStream(models.Model):
     user_email = models.CharField(max_length=254, blank=True)
     time_from = models.DateTimeField(null=True, blank=True)
     time_to = models.DateTimeField(null=True, blank=True)
+    ip = models.CharField(max_length=64, blank=True, help_text="An address or CIDR range.")
+    search = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(null=True, blank=True, help_text="A containment filter.")
     enabled = models.BooleanField(default=True)
     # The signing secret is derived from this and the server's key (never stored).
     secret_salt = models.CharField(max_length=64)

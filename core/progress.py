@@ -11,13 +11,14 @@ from typing import TextIO
 class ProgressBar:
     def __init__(
         self,
-        total: int,
+        total: int | None,
         label: str,
         stream: TextIO | None = None,
         width: int = 30,
         unit: str = "",
     ) -> None:
-        self.total = max(total, 0)
+        # None: not known (the count would cost too much); the bar shows the count alone.
+        self.total = max(total, 0) if total is not None else None
         self.label = label
         self.stream = stream or sys.stderr
         self.width = width
@@ -30,20 +31,24 @@ class ProgressBar:
         if not self.enabled:
             return
         now = time.monotonic()
-        if done < self.total and now - self._last_draw < 0.1:
+        if (self.total is None or done < self.total) and now - self._last_draw < 0.1:
             return
         self._last_draw = now
+        rate = done / (now - self.started) if now > self.started else 0.0
+        if self.total is None:
+            self.stream.write(f"\r{self.label}: {done:,}{self.unit} ({rate:,.0f}{self.unit}/s)")
+            self.stream.flush()
+            return
         fraction = done / self.total if self.total else 1.0
         filled = int(self.width * fraction)
-        rate = done / (now - self.started) if now > self.started else 0.0
         self.stream.write(
             f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
             f"{done:,}/{self.total:,}{self.unit} ({fraction:.0%}, {rate:,.0f}{self.unit}/s)"
         )
         self.stream.flush()
 
-    def finish(self) -> None:
+    def finish(self, done: int | None = None) -> None:
         if self.enabled:
-            self.update(self.total)
+            self.update(self.total if self.total is not None else done or 0)
             self.stream.write("\n")
             self.stream.flush()

@@ -230,6 +230,9 @@ GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 15, minimum=0)
 GRAPHQL_MAX_TOKENS = env_int("GRAPHQL_MAX_TOKENS", 2000, minimum=100)
 # The compiled read path (graphql_api/compiled.py): on by default; off for diagnosis.
 GRAPHQL_COMPILED_READS = env_bool("GRAPHQL_COMPILED_READS", True)
+# A total with ip, search or details counts the matching entries (audit/totals.py): at
+# most this many; past it, totalCount is refused with TOTAL_COUNT_TOO_COSTLY.
+AUDIT_LOG_SEARCH_TOTAL_MAX = env_int("AUDIT_LOG_SEARCH_TOTAL_MAX", 100_000, minimum=1)
 # The live stream, auditLogCreated (README, "Following new events live").
 # Entries a subscriber may fall behind by before it is dropped with SLOW_CONSUMER.
 AUDIT_STREAM_BUFFER = env_int("AUDIT_STREAM_BUFFER", 1000, minimum=1)

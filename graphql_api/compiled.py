@@ -341,6 +341,8 @@ class _Planner:
                 api_token_forget(stale.guard.digest)
                 run.context.forget_caller()
                 raise NotCompiled from None  # Strawberry looks the caller up afresh
+            except GraphQLError:
+                raise NotCompiled from None  # a refused total: Strawberry reports it
             run.context.caller_guard = None  # checked: the caller is as remembered
             if with_total:
                 assert page.total_count is not None

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from audit.filters import DETAILS_FILTER_MAX_BYTES, IP_MAX_LENGTH, SEARCH_MAX_LENGTH
 from audit.models import IDEMPOTENCY_KEY_MAX_LENGTH
 from audit.selectors import USER_EMAIL_MAX_LENGTH
 from audit.selectors import AuditLogFilter as SelectorFilter
@@ -59,6 +60,36 @@ class AuditLogFilterInput:
         ),
     )
 
+    ip: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Only entries from this IPv4 or IPv6 address or CIDR range: `203.0.113.7`, "
+            "`203.0.113.0/24`, `2001:db8::/32`. Bits past the prefix are ignored; an "
+            "IPv4-mapped range (`::ffff:203.0.113.0/120`) is the IPv4 range it maps. "
+            f"Blank means no filter; at most {IP_MAX_LENGTH} characters. Entries without "
+            "an address never match."
+        ),
+    )
+    search: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Only entries whose details contain every word of this text, as keys or "
+            "values, ignoring case. Words are split as PostgreSQL's text search does "
+            "(`simple` configuration, no stemming): `vm-12` is the words `vm` and `-12`; "
+            "an e-mail address, a host name or a path is one word. Blank means no filter; "
+            f"at most {SEARCH_MAX_LENGTH} characters, with at least one letter or digit."
+        ),
+    )
+    details: JSON | None = strawberry.field(
+        default=None,
+        description=(
+            'Only entries whose details contain this JSON object (`{"resource": "vm-12"}`): '
+            "every key with an equal value, nested objects alike, arrays holding at least "
+            "the elements given (PostgreSQL's jsonb containment). Null or {} means no "
+            f"filter; at most {DETAILS_FILTER_MAX_BYTES} bytes of JSON."
+        ),
+    )
+
     def to_selector_filter(self) -> SelectorFilter:
         """The validated selector filter; a BAD_USER_INPUT error says what is wrong."""
         try:
@@ -70,6 +101,9 @@ class AuditLogFilterInput:
                 user_email=self.user_email,
                 time_from=_aware(self.from_),
                 time_to=_aware(self.to),
+                ip=self.ip,
+                search=self.search,
+                details=self.details,
             )
         except ValueError as error:
             raise bad_user_input(f"Invalid filter: {error}.") from error

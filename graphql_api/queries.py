@@ -32,10 +32,11 @@ from audit.selectors import (
     audit_log_count,
     audit_log_page,
 )
+from audit.totals import TotalTooCostly
 from core.models import Organization
 from graphql_api.context import context_of
 from graphql_api.cursors import InvalidCursor, cursor_decode, cursor_encode_entry
-from graphql_api.errors import bad_user_input
+from graphql_api.errors import ErrorCode, bad_user_input, coded_error
 from graphql_api.inputs import AuditLogFilterInput
 from graphql_api.permissions import AUDIT_LOG_READERS
 from graphql_api.types import (
@@ -131,6 +132,28 @@ class AuditLogsArguments:
         ``columns`` (names of audit/page_sql.py's ``COLUMNS``), the entries are named
         tuples of them, read by a statement written directly; else model instances,
         narrowed by ``prepare``. ``guard``: see ``audit_log_page``."""
+        try:
+            return self._read(
+                page=page, with_total=with_total, prepare=prepare, columns=columns, guard=guard
+            )
+        except TotalTooCostly as refused:
+            raise coded_error(
+                ErrorCode.TOTAL_COUNT_TOO_COSTLY,
+                f"totalCount would count more than {refused.limit:,} entries for this ip, "
+                "search or details filter; narrow it (from/to, a smaller range, more words) "
+                "or leave totalCount out: pages are read without counting.",
+                limit=refused.limit,
+            ) from None
+
+    def _read(
+        self,
+        *,
+        page: bool,
+        with_total: bool,
+        prepare: Callable[[QuerySet[AuditLogModel]], QuerySet[AuditLogModel]] | None,
+        columns: Sequence[str] | None,
+        guard: Any,
+    ) -> AuditLogPage:
         if page:
             return audit_log_page(
                 organization=self.organization,

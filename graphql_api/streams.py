@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from strawberry import relay
 from strawberry.permission import BasePermission
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from audit import log_streams
@@ -75,6 +76,15 @@ class AuditLogStreamFilter:
     )
     from_: datetime | None = strawberry.field(name="from", description="Not before this time.")
     to: datetime | None = strawberry.field(description="Not after this time.")
+    ip: str | None = strawberry.field(
+        description="Only entries from this address or CIDR range; null for any."
+    )
+    search: str | None = strawberry.field(
+        description="Only entries whose details have all these words; null for any."
+    )
+    details: JSON | None = strawberry.field(
+        description="Only entries whose details contain this JSON object; null for any."
+    )
 
 
 @strawberry.type(
@@ -110,6 +120,9 @@ class AuditLogStream:
             user_email=m.user_email or None,
             from_=m.time_from,
             to=m.time_to,
+            ip=m.ip or None,
+            search=m.search or None,
+            details=m.details,
         )
 
     @strawberry.field(

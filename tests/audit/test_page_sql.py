@@ -77,6 +77,9 @@ def requests(draw: st.DrawFn, data: Data) -> dict[str, object]:
         user_email=draw(st.sampled_from([None, "grace", "EXAMPLE", "ada@", "nobody", "."])),
         time_from=time_from,
         time_to=time_to,
+        ip=draw(st.sampled_from([None, None, "198.51.100.0/24", "198.51.100.9", "2001:db8::/32"])),
+        search=draw(st.sampled_from([None, None, "i", "I 7", "nothing"])),
+        details=draw(st.sampled_from([None, None, {"i": 3}, {"i": 300}])),
     )
     # Cursors: an entry's own position, or one between entries (no entry has it).
     position = st.sampled_from(data.positions) | st.builds(

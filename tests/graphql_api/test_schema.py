@@ -65,6 +65,9 @@ def test_contract_names() -> None:
         "userEmail": "String",
         "from": "DateTime",
         "to": "DateTime",
+        "ip": "String",
+        "search": "String",
+        "details": "JSON",
     }
     assert fields["AuditLogConnection"] == {
         "totalCount": "Int!",

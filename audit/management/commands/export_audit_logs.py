@@ -17,6 +17,7 @@ from django.http import QueryDict
 
 from audit import exporting
 from audit.selectors import audit_log_count
+from audit.totals import TotalTooCostly
 from core.management.organizations import organization_named
 from core.progress import ProgressBar
 
@@ -38,6 +39,14 @@ class Command(BaseCommand):
             "--from", dest="time_from", help="From this time (ISO 8601, inclusive)."
         )
         parser.add_argument("--to", dest="time_to", help="Up to this time (ISO 8601, inclusive).")
+        parser.add_argument("--ip", help="Only entries from this address or CIDR range.")
+        parser.add_argument(
+            "--search", help="Only entries whose details have all these words (keys or values)."
+        )
+        parser.add_argument(
+            "--details",
+            help='Only entries whose details contain this JSON object, e.g. \'{"resource": "vm-12"}\'.',
+        )
         parser.add_argument(
             "-o", "--output", type=Path, help="The file to write (default: stdout)."
         )
@@ -51,6 +60,9 @@ class Command(BaseCommand):
             ("userEmail", options["user_email"]),
             ("from", options["time_from"]),
             ("to", options["time_to"]),
+            ("ip", options["ip"]),
+            ("search", options["search"]),
+            ("details", options["details"]),
         ]:
             if value is not None:
                 query[key] = value
@@ -63,7 +75,10 @@ class Command(BaseCommand):
         exporting.export_record(org, filters, fmt, "command", actor=None)
 
         started = time.monotonic()
-        total = audit_log_count(organization=org, filters=filters)
+        try:
+            total: int | None = audit_log_count(organization=org, filters=filters)
+        except TotalTooCostly:
+            total = None  # a search with many matches: the count alone would cost too much
         progress = ProgressBar(total, f"Exporting {org.slug}", unit="entries")
         output: Path | None = options["output"]
         partial = output.with_name(output.name + ".partial") if output else None
@@ -74,7 +89,7 @@ class Command(BaseCommand):
                 out.write(exporting.encode(fmt, rows))
                 count += len(rows)
                 progress.update(count)
-        progress.finish()
+        progress.finish(count)
         if output and partial:
             partial.replace(output)
         elapsed = time.monotonic() - started
