@@ -183,3 +183,27 @@ def test_the_file_names_the_organization_and_range(org: Organization) -> None:
     assert exporting.filename(org, filters, "jsonl") == (
         f"audit-logs_{org.slug}_20251231T220000Z_now.jsonl"
     )
+
+
+def test_the_command_exports_by_address_words_and_details_past_the_total_limit(
+    org: Organization, tmp_path: Path, settings: object
+) -> None:
+    """A search whose total is refused (AUDIT_LOG_SEARCH_TOTAL_MAX) still exports every
+    match: the progress then counts without a total."""
+    settings.AUDIT_LOG_SEARCH_TOTAL_MAX = 1  # type: ignore[attr-defined]
+    audit_log_bulk_create(
+        organization=org,
+        drafts=[
+            AuditEntryDraft(event=E.USER_LOGIN, time=T0 + timedelta(hours=n), ip="203.0.113.9")
+            for n in range(3)
+        ],
+    )
+    text = _export(org, tmp_path, "--format", "jsonl", "--ip", "203.0.113.0/24")
+    nine, seven = "203.0.113.9", "203.0.113.7"  # newest first: 2 h, 1 h, 3 s, 0 s after T0
+    assert [json.loads(line)["ip"] for line in text.splitlines()] == [nine, nine, seven, nine]
+    text = _export(
+        org, tmp_path, "--format", "jsonl", "--search", "VM", "--details", '{"unicode": "日本語 ✓"}'
+    )
+    assert [json.loads(line)["event"] for line in text.splitlines()] == ["RESOURCE_DELETED"]
+    with pytest.raises(CommandError, match="details must be JSON"):
+        call_command("export_audit_logs", org.slug, "--details", "{", stderr=io.StringIO())

@@ -35,8 +35,18 @@ def _drafts(count: int, seed: int) -> Iterator[AuditEntryDraft]:
             event=rng.choice(events),
             time=START + timedelta(seconds=i * 500),
             user_email=f"user{rng.randrange(200)}@example.test",
-            ip="203.0.113.1",
+            ip=_address(rng),
+            details={"resource": f"vm-{rng.randrange(500)}", "note": f"w{rng.randrange(300)} done"},
         )
+
+
+def _address(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.5:
+        return f"203.0.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    if roll < 0.95:
+        return f"198.{rng.randrange(40, 60)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    return f"2001:db8::{rng.randrange(1, 65535):x}"
 
 
 @pytest.fixture
@@ -220,3 +230,41 @@ def test_an_email_search_page_reads_about_one_page_of_entries(big_org: Organizat
         )
         # Each address's first entries (first // 21 + 2 of them), then up to the bound.
         assert read <= 21 * (first // 21 + 2) + first + 1 + 21, (first, read, json.dumps(plan))
+
+
+SEARCH_SHAPES: list[tuple[str, dict[str, Any], set[str]]] = [
+    ("ip /24", {"ip": "203.0.113.0/24"}, {"audit_log_org_ip_time"}),
+    ("ip /16", {"ip": "203.0.0.0/16"}, {"audit_log_org_ip_time", "audit_log_org_time"}),
+    ("ip v6 /64", {"ip": "2001:db8::/64"}, {"audit_log_org_ip_time"}),
+    ("one word", {"search": "w17"}, {"audit_log_details_words"}),
+    ("two words", {"search": "W17 done"}, {"audit_log_details_words"}),
+    ("containment", {"details": {"resource": "vm-17"}}, {"audit_log_details_contains"}),
+]
+
+
+@pytest.mark.parametrize("window", [False, True], ids=["all time", "30 days"])
+def test_every_search_shape_reads_by_index(big_org: Organization, window: bool) -> None:
+    """The page and total of each ip, search and details shape, as the page statement
+    sends them (audit/page_sql.py), with and without a 30-day window: no sequential scan
+    of the audit table, and the search's own index (or, with a window, the time index)."""
+    from audit.filters import AuditLogFilter
+    from audit.page_sql import audit_log_page_rows
+
+    refresh_statistics("audit_log", vacuum=True)
+    problems = []
+    for name, fields, indexes in SEARCH_SHAPES:
+        bounds = {"time_from": MID, "time_to": MID + timedelta(days=30)} if window else {}
+        filters = AuditLogFilter.build(**fields, **bounds)
+        expected = indexes | ({"audit_log_org_time"} if window else set())
+        ((sql, params),) = _statements_of(
+            lambda filters=filters: audit_log_page_rows(
+                organization=big_org, filters=filters, first=50, with_total=True
+            )
+        )
+        plan = query_plan(sql, params)
+        nodes = list(plan_nodes(plan))
+        scans = [n for n in nodes if n.get("Relation Name") == "audit_log"]
+        used = {n.get("Index Name") for n in nodes}
+        if any(n["Node Type"] == "Seq Scan" for n in scans) or not used & expected:
+            problems.append(f"{name}: {json.dumps(plan)}")
+    assert not problems, "\n".join(problems)

@@ -61,8 +61,11 @@ def chromium() -> str:
 @pytest.fixture(scope="module")
 def site(django_db_setup: None) -> Iterator[str]:
     """The app, served on the test database (plain HTTP on loopback, so cookies without
-    the Secure flag)."""
-    with serving_test_database(SECURE_COOKIES="0", AUDIT_STREAM_RECHECK_SECONDS="1") as url:
+    the Secure flag). A search counts at most 100 entries, so that the page's uncounted
+    state is reached with the test's 130."""
+    with serving_test_database(
+        SECURE_COOKIES="0", AUDIT_STREAM_RECHECK_SECONDS="1", AUDIT_LOG_SEARCH_TOTAL_MAX="100"
+    ) as url:
         yield url
 
 

@@ -200,6 +200,65 @@ def test_each_filter_alone_and_together_matches_the_api(
         assert "eventType=RESOURCE_CREATED" in href
 
 
+def test_the_search_box_and_the_ip_field_match_the_api(
+    visit: Visit, admin: User, history: Organization
+) -> None:
+    sign_in_with_cookie(visit, admin)
+    open_page(visit)
+    page = visit.page
+    after_request(visit, lambda: page.fill("#search", "VM-7"))  # the words vm and -7
+    ids, position = shown(visit)
+    filters = AuditLogFilter.build(search="VM-7")
+    assert ids == node_ids(history, filters) and len(ids) == 1
+    assert position == expected_position(history, filters) == "Page 1 of 1 (1 total)"
+    after_request(visit, lambda: page.fill("#ip", "203.0.113.0/29"))
+    assert shown(visit)[0] == ids  # entry 7 came from 203.0.113.7
+    after_request(visit, lambda: page.fill("#ip", "203.0.113.8"))
+    assert page.inner_text("#state") == "No entries match these filters."
+    assert "search=VM-7" in page.url and "ip=203.0.113.8" in page.url
+    href = page.get_attribute("#export", "href") or ""
+    assert "search=VM-7" in href and "ip=203.0.113.8" in href
+
+
+def test_an_address_that_is_not_one_is_explained_beside_the_filters(
+    visit: Visit, admin: User, history: Organization
+) -> None:
+    sign_in_with_cookie(visit, admin)
+    open_page(visit)
+    page = visit.page
+    after_request(visit, lambda: page.fill("#ip", "203.0.113.300"))
+    problem = page.locator("#filter-problem")
+    assert problem.is_visible()
+    assert "'203.0.113.300' is not an IPv4 or IPv6 address or CIDR range" in problem.inner_text()
+    assert page.locator("#entries tbody tr").count() == 0 and page.is_visible("#filters")
+    after_request(visit, lambda: page.fill("#ip", "203.0.113.30"))
+    assert not problem.is_visible()
+    filters = AuditLogFilter.build(ip="203.0.113.30")
+    assert shown(visit) == (node_ids(history, filters), expected_position(history, filters))
+
+
+def test_a_search_too_broad_to_count_still_pages(
+    visit: Visit, admin: User, history: Organization
+) -> None:
+    """130 entries match and the server counts at most 100 (the site's setting): the page
+    shows the entries without a total, and pages on."""
+    sign_in_with_cookie(visit, admin)
+    open_page(visit)
+    page = visit.page
+    after_request(visit, lambda: page.fill("#ip", "203.0.0.0/16"))
+    filters = AuditLogFilter.build(ip="203.0.0.0/16")
+    ids, position = shown(visit)
+    assert ids == node_ids(history, filters)
+    assert (
+        position
+        == "Page 1 (too many matches to count; narrow the search or the dates to see a total)"
+    )
+    assert page.is_enabled("#next")
+    after_request(visit, lambda: page.click("#next"))
+    ids, position = shown(visit)
+    assert ids == node_ids(history, filters, 100)[50:] and position.startswith("Page 2 (")
+
+
 def test_dates_are_whole_days_in_the_viewers_time_zone(visit: Visit, admin: User) -> None:
     org = admin.organization
     assert org is not None

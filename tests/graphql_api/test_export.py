@@ -97,6 +97,12 @@ def test_only_paid_administrators_may_export(
         ("?from=yesterday", "from must be an ISO 8601"),
         ("?from=2026-02-01&to=2026-01-01", "from must not be after to"),
         ("?event_type=USER_LOGIN", "unknown parameter(s): event_type"),
+        ("?ip=203.0.113.0/99", "is not an IPv4 or IPv6 address or CIDR range"),
+        ("?search=%2B%2B", "search must contain a word"),
+        ("?details=%7Bnope", "details must be JSON"),
+        ("?details=%5B1%5D", "details must be a JSON object"),
+        ("?details=%7B%22a%22%3A%22%5Cu0000%22%7D", "details must not contain the NUL"),
+        ("?details=" + "%5B" * 100_000, "details must be JSON"),
     ],
 )
 def test_bad_parameters_are_bad_user_input(
@@ -259,3 +265,31 @@ def test_exports_count_against_the_rate_limits(
     refused = client.get(URL + "?format=jsonl", headers=headers)
     assert _error(refused)[:2] == (429, "RATE_LIMITED")
     assert int(refused["Retry-After"]) >= 1
+
+
+def test_the_search_filters_select_what_auditlogs_selects(
+    admin: User, entries: list[AuditLog], token_for: Callable[[User], str]
+) -> None:
+    """ip, search and details in the export's query string, combined with the others."""
+    org = admin.organization
+    assert org is not None
+    audit_log_bulk_create(
+        organization=org,
+        drafts=[
+            AuditEntryDraft(
+                event=E.RESOURCE_UPDATED,
+                time=T0 + timedelta(minutes=n),
+                ip=f"203.0.113.{n}",
+                details={"n": 100 + n, "note": "Rebooted" if n % 2 else "resized"},
+            )
+            for n in range(1, 9)
+        ],
+    )
+    query = (
+        "?format=jsonl&ip=203.0.113.0/29&search=rebooted&details=%7B%22note%22%3A%22Rebooted%22%7D"
+    )
+    response = _get(URL + query + "&eventType=RESOURCE_UPDATED", token_for(admin))
+    assert response.status_code == 200
+    lines = async_to_sync(_body)(response).decode().splitlines()
+    # 203.0.113.0/29 holds .1 to .7; the odd ones were rebooted.
+    assert [json.loads(line)["details"]["n"] for line in lines] == [107, 105, 103, 101]

@@ -31,7 +31,7 @@ from core.models import ApiTokenScope, Organization, User
 from core.services import api_token_create, api_token_revoke
 from graphql_api.cursors import cursor_encode
 from tests.graphql_api.conftest import serving_test_database
-from tests.support import TRANSACTIONAL, SSESubscriber, WebSocketSubscriber
+from tests.support import TRANSACTIONAL, SSESubscriber, WebSocketSubscriber, valid_details
 
 pytestmark = TRANSACTIONAL
 
@@ -184,6 +184,63 @@ def test_a_filtered_stream_delivers_only_matching_entries(
             if actor is other and event != E.RESOURCE_CREATED:
                 wanted.append(node_id(entry))
         assert received_ids(client, 2) == wanted
+        if isinstance(client, WebSocketSubscriber):
+            assert client.nothing_within(1.5)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("transport", [WebSocketSubscriber, SSESubscriber])
+def test_a_stream_filtered_by_address_words_and_details_delivers_only_matching_entries(
+    transport: type[WebSocketSubscriber | SSESubscriber],
+    server: str,
+    admin: User,
+    reader: str,
+    other_paid_org: Organization,
+) -> None:
+    """The live stream tests ip, search and details in memory (audit/filters.py): the
+    same entries as auditLogs would select, from its catch-up read and live alike."""
+    org = admin.organization
+    marker = record(org)
+    details = valid_details(E.RESOURCE_CREATED)
+
+    def entry(ip: str | None, note: str, resource: str, organization: Any = org) -> AuditLog:
+        return record(
+            organization,
+            ip=ip,
+            details={**details, "note": note, "target": {"name": resource, "tags": ["a", "b"]}},
+        )
+
+    early = entry("203.0.113.9", "Rebooted by ops", "vm-12")  # before the subscription
+    client = transport(
+        server,
+        SUBSCRIBE,
+        {
+            "filter": {
+                "ip": "::ffff:203.0.113.0/120",
+                "search": "REBOOTED",
+                "details": {"target": {"name": "vm-12", "tags": ["b"]}},
+            },
+            "after": stream_cursor(marker),
+        },
+        token=reader,
+    )
+    try:
+        wanted = [node_id(early)]
+        for ip, note, resource, organization, matches in [
+            ("::ffff:203.0.113.77", "rebooted twice", "vm-12", org, True),  # stored unmapped
+            ("203.0.114.1", "rebooted", "vm-12", org, False),  # another range
+            ("203.0.113.8", "rebooting", "vm-12", org, False),  # another word
+            ("203.0.113.8", "rebooted", "vm-1", org, False),  # other details
+            ("203.0.113.8", "rebooted", "vm-12", other_paid_org, False),  # another organization
+            (None, "rebooted", "vm-12", org, False),  # no address
+            ("203.0.113.200", "was REBOOTED.", "vm-12", org, True),
+        ]:
+            found = entry(ip, note, resource, organization)
+            if matches:
+                wanted.append(node_id(found))
+        assert len(wanted) == 3
+        assert received_ids(client, 3) == wanted
         if isinstance(client, WebSocketSubscriber):
             assert client.nothing_within(1.5)
     finally:

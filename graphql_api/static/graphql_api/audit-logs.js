@@ -2,7 +2,7 @@
 // same queries a product's frontend sends. Plain ES modules, fetch and WebSocket; no
 // build step. Every value is written as text (textContent), never as markup.
 //
-// State lives in the URL (eventType, userEmail, from, to, and the position: page with the
+// State lives in the URL (eventType, userEmail, search, ip, from, to, and the position: page with the
 // cursor it was reached by), so a reload, the back button and a shared link show the
 // same page. Who may read is the API's rule: its error codes decide what is shown.
 
@@ -18,6 +18,8 @@ query AuditLogPage($filter: AuditLogFilter, $first: Int, $after: String, $last: 
     edges { cursor node { id event time ip details user { email name } } }
   }
 }`;
+// A search whose total the server will not count (TOTAL_COUNT_TOO_COSTLY): the page alone.
+const PAGE_QUERY_UNCOUNTED = PAGE_QUERY.replace("    totalCount\n", "");
 const TYPES_QUERY = "{ auditEventTypes { value description } }";
 const FOLLOW = `
 subscription Follow($filter: AuditLogFilter, $after: String) {
@@ -35,6 +37,9 @@ const ui = {
   failureMessage: $("failure-message"),
   eventType: $("event-type"),
   email: $("user-email"),
+  search: $("search"),
+  ip: $("ip"),
+  filterProblem: $("filter-problem"),
   from: $("date-from"),
   to: $("date-to"),
   clear: $("clear-filters"),
@@ -54,6 +59,8 @@ const ui = {
 const descriptions = new Map();
 let current = null; // the page shown: {state, totalCount, edges}
 let request = 0; // the latest page request; older answers are dropped
+let uncountedFilter = ""; // the last filter whose total the server would not count (JSON)
+const TOO_MANY = "too many matches to count; narrow the search or the dates to see a total";
 
 // --- state in the URL ---------------------------------------------------------------------
 
@@ -63,6 +70,8 @@ function readState() {
   return {
     eventType: q.get("eventType") || "",
     userEmail: q.get("userEmail") || "",
+    search: q.get("search") || "",
+    ip: q.get("ip") || "",
     from: q.get("from") || "",
     to: q.get("to") || "",
     page,
@@ -73,7 +82,7 @@ function readState() {
 
 function writeState(state, { replace = false } = {}) {
   const q = new URLSearchParams();
-  for (const key of ["eventType", "userEmail", "from", "to"]) {
+  for (const key of ["eventType", "userEmail", "search", "ip", "from", "to"]) {
     if (state[key]) q.set(key, state[key]);
   }
   if (state.page > 1) q.set("page", String(state.page));
@@ -99,6 +108,8 @@ function apiFilter(state) {
   const filter = {};
   if (state.eventType) filter.eventType = state.eventType;
   if (state.userEmail.trim()) filter.userEmail = state.userEmail.trim();
+  if (state.search.trim()) filter.search = state.search.trim();
+  if (state.ip.trim()) filter.ip = state.ip.trim();
   if (state.from) filter.from = localDay(state.from);
   if (state.to) filter.to = localDay(state.to, { end: true });
   return filter;
@@ -109,6 +120,8 @@ function exportHref(state) {
   const q = new URLSearchParams({ format: "csv" });
   if (filter.eventType) q.set("eventType", filter.eventType);
   if (filter.userEmail) q.set("userEmail", filter.userEmail);
+  if (filter.search) q.set("search", filter.search);
+  if (filter.ip) q.set("ip", filter.ip);
   if (filter.from) q.set("from", filter.from);
   if (filter.to) q.set("to", filter.to);
   return `/audit-logs/export?${q}`;
@@ -173,6 +186,18 @@ function failed(error) {
   if (error.code === "FORBIDDEN" || error.code === "PAID_PLAN_REQUIRED") {
     stopLive();
     return showOnly(ui.paidPlan);
+  }
+  if (error.code === "BAD_USER_INPUT" && current) {
+    // A filter the server refused (an address that is not one, say): the form stays, with
+    // the server's reason beside it, and no entries.
+    stopLive();
+    ui.filterProblem.textContent = error.message;
+    ui.filterProblem.hidden = false;
+    ui.rows.replaceChildren();
+    ui.position.textContent = "";
+    ui.previous.disabled = ui.next.disabled = true;
+    ui.state.textContent = "";
+    return showOnly(ui.log);
   }
   ui.failureMessage.textContent = `${error.message} (${error.code})`;
   showOnly(ui.failure);
@@ -248,24 +273,33 @@ function pages(totalCount) {
 }
 
 function render() {
-  const { state, totalCount, edges } = current;
+  const { state, totalCount, edges, pageInfo } = current;
+  ui.filterProblem.hidden = true;
   ui.rows.replaceChildren(...edges.map((edge) => row(edge.node)));
   ui.state.className = "state";
   ui.state.textContent = edges.length
     ? ""
-    : totalCount
+    : totalCount || (totalCount === null && state.page > 1)
       ? "There are no entries on this page."
       : "No entries match these filters.";
+  ui.previous.disabled = state.page <= 1;
+  ui.exportLink.href = exportHref(state);
+  if (totalCount === null) {
+    // Not counted: too many entries match for the server to count them on every page.
+    ui.position.textContent = `Page ${state.page} (${current.uncounted})`;
+    ui.next.disabled = !edges.length || !pageInfo.hasNextPage;
+    return;
+  }
   const last = pages(totalCount);
   ui.position.textContent = `Page ${Math.min(state.page, last)} of ${last} (${totalCount.toLocaleString()} total)`;
-  ui.previous.disabled = state.page <= 1;
   ui.next.disabled = state.page >= last || !edges.length;
-  ui.exportLink.href = exportHref(state);
 }
 
 function fillControls(state) {
   ui.eventType.value = state.eventType;
   if (document.activeElement !== ui.email) ui.email.value = state.userEmail;
+  if (document.activeElement !== ui.search) ui.search.value = state.search;
+  if (document.activeElement !== ui.ip) ui.ip.value = state.ip;
   ui.from.value = state.from;
   ui.to.value = state.to;
 }
@@ -282,9 +316,27 @@ async function load(state) {
   if (state.before) Object.assign(variables, { last: PAGE_SIZE, before: state.before });
   else Object.assign(variables, { first: PAGE_SIZE, after: state.after || null });
   try {
-    const data = await graphql(PAGE_QUERY, variables);
+    let data;
+    let uncounted = "";
+    const filterKey = JSON.stringify(variables.filter);
+    try {
+      // A filter already found too broad to count is not counted again on every page.
+      data = await graphql(filterKey === uncountedFilter ? PAGE_QUERY_UNCOUNTED : PAGE_QUERY, variables);
+      if (filterKey === uncountedFilter) uncounted = TOO_MANY;
+    } catch (error) {
+      if (error.code !== "TOTAL_COUNT_TOO_COSTLY") throw error;
+      uncounted = TOO_MANY;
+      uncountedFilter = filterKey;
+      data = await graphql(PAGE_QUERY_UNCOUNTED, variables);
+    }
     if (mine !== request) return;
-    current = { state, totalCount: data.auditLogs.totalCount, edges: data.auditLogs.edges, pageInfo: data.auditLogs.pageInfo };
+    current = {
+      state,
+      totalCount: uncounted ? null : data.auditLogs.totalCount,
+      uncounted,
+      edges: data.auditLogs.edges,
+      pageInfo: data.auditLogs.pageInfo,
+    };
     showOnly(ui.log);
     render();
     hideNewEntries();
@@ -378,7 +430,7 @@ function arrived(edge) {
   if (showingNewest()) {
     if (current.edges.some((shown) => shown.node.id === edge.node.id)) return;
     current.edges = [edge, ...current.edges].slice(0, PAGE_SIZE);
-    current.totalCount += 1;
+    if (current.totalCount !== null) current.totalCount += 1;
     render();
     return;
   }
@@ -406,22 +458,33 @@ async function loadEventTypes() {
   }
 }
 
-let emailTimer = 0;
+function typed(input, key) {
+  // A text filter applies once typing pauses (and at once on Enter).
+  let timer = 0;
+  const apply = () => {
+    clearTimeout(timer);
+    const value = input.value;
+    if (value.trim() !== readState()[key].trim()) filtersChanged({ [key]: value });
+  };
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(apply, EMAIL_DEBOUNCE_MS);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") apply();
+  });
+}
 
 function wire() {
   ui.eventType.addEventListener("change", () => filtersChanged({ eventType: ui.eventType.value }));
-  ui.email.addEventListener("input", () => {
-    clearTimeout(emailTimer);
-    emailTimer = setTimeout(() => {
-      const userEmail = ui.email.value;
-      if (userEmail.trim() !== readState().userEmail.trim()) filtersChanged({ userEmail });
-    }, EMAIL_DEBOUNCE_MS);
-  });
+  typed(ui.email, "userEmail");
+  typed(ui.search, "search");
+  typed(ui.ip, "ip");
   ui.from.addEventListener("change", () => filtersChanged({ from: ui.from.value }));
   ui.to.addEventListener("change", () => filtersChanged({ to: ui.to.value }));
   ui.clear.addEventListener("click", () => {
-    ui.email.value = "";
-    filtersChanged({ eventType: "", userEmail: "", from: "", to: "" });
+    ui.email.value = ui.search.value = ui.ip.value = "";
+    filtersChanged({ eventType: "", userEmail: "", search: "", ip: "", from: "", to: "" });
   });
   document.getElementById("filters").addEventListener("submit", (event) => event.preventDefault());
   ui.next.addEventListener("click", () => {
