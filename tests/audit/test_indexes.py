@@ -253,7 +253,9 @@ def test_every_search_shape_reads_by_index(big_org: Organization, window: bool) 
     refresh_statistics("audit_log", vacuum=True)
     problems = []
     for name, fields, indexes in SEARCH_SHAPES:
-        bounds = {"time_from": MID, "time_to": MID + timedelta(days=30)} if window else {}
+        bounds: dict[str, Any] = (
+            {"time_from": MID, "time_to": MID + timedelta(days=30)} if window else {}
+        )
         filters = AuditLogFilter.build(**fields, **bounds)
         expected = indexes | ({"audit_log_org_time"} if window else set())
         ((sql, params),) = _statements_of(
