@@ -8,6 +8,7 @@ Settings (environment):
                   fifth and a hundredth of that
   BENCH_SCALE=1   also measure at 100,000, 1,000,000 and 10,000,000 events (ratios to 100k)
   BENCH_DURATION  seconds per shape and concurrency (default 10)
+  BENCH_SHAPES    only these shapes, e.g. S1,S9,S10 (default: every shape, S0-S16)
   BENCH_WORKERS   uvicorn worker processes (default 2, one per core)
   BENCH_IMPORT    events for the import measurement (default 1,000,000)
   BENCH_INGEST    events sent through recordAuditEvents in batches of 500 (default 100,000)
@@ -184,6 +185,9 @@ def main() -> None:
     log_stream_events = _env_int("BENCH_LOG_STREAM_EVENTS", 20_000)
     output = Path(os.environ.get("BENCH_OUTPUT", "bench-results.json"))
     sizes = sorted({100_000, 1_000_000, 10_000_000, events}) if scale else [events]
+    wanted = {
+        name.strip() for name in os.environ.get("BENCH_SHAPES", "").split(",") if name.strip()
+    }
 
     bench_url, scratch_url, _server = bench_database_urls()
     os.environ["DATABASE_URL"] = bench_url
@@ -213,7 +217,7 @@ def main() -> None:
     from audit.models import AuditLog
     from audit.selectors import AuditLogPosition
     from bench.dataset import bench_organization
-    from bench.shapes import DEEP, shapes
+    from bench.shapes import DEEP, search_shapes, shapes
     from core.database import close_all_connections
     from core.progress import ProgressBar
     from core.services import api_token_create
@@ -244,7 +248,10 @@ def main() -> None:
             .get()
         )
         cursor_value = cursor_encode(organization_id=org.pk, position=AuditLogPosition.of(deep))
-        targets.append((size, token, shapes(timezone.now(), cursor_value)))
+        every = [*shapes(timezone.now(), cursor_value), *search_shapes(timezone.now())]
+        targets.append(
+            (size, token, [shape for shape in every if shape.name in wanted or not wanted])
+        )
     close_all_connections()
     if statement_timeout is None:
         del os.environ["DB_STATEMENT_TIMEOUT_MS"]

@@ -1,5 +1,5 @@
 """The request shapes of the benchmark (S1-S8), as the admin page and integrations send
-them, and S0, the stack's own cost."""
+them, S0, the stack's own cost, and S9-S16, the searches by address and details."""
 
 from __future__ import annotations
 
@@ -71,3 +71,43 @@ def shapes(now: datetime, deep_cursor: str) -> list[Shape]:
             {"filter": {"from": (now - timedelta(days=365)).isoformat(), "to": now.isoformat()}},
         ),
     ]
+
+
+# The searches (ip, search, details), on the bench dataset (bench/dataset.py): every
+# entry with a user comes from 203.0.X.Y, so a /24 holds about 0.37% of the entries and
+# the /16 about 95%; the word and the containment each match under 1%.
+IP_24 = "203.0.113.0/24"
+IP_16 = "203.0.0.0/16"
+SEARCH_WORD = "7200"  # a session extended by two hours (extended_by_seconds)
+CONTAINS = {"region": "ap-south-1", "kind": "database"}
+
+
+def search_shapes(now: datetime) -> list[Shape]:
+    window = {
+        "from": (now - timedelta(days=60, minutes=17)).isoformat(),
+        "to": (now - timedelta(days=30, minutes=43)).isoformat(),
+    }
+    searches: list[tuple[str, dict[str, Any]]] = [
+        ("ip /24", {"ip": IP_24}),
+        ("ip /16", {"ip": IP_16}),
+        ("one word", {"search": SEARCH_WORD}),
+        ("containment", {"details": CONTAINS}),
+    ]
+    found = []
+    number = 9
+    for title, search in searches:
+        # The /16's total over all time would count 95% of the entries: past the limit
+        # (AUDIT_LOG_SEARCH_TOTAL_MAX), refused; its page alone is measured.
+        wide = search.get("ip") == IP_16
+        query, what = (QUERY_PAGE, "page only") if wide else (QUERY_PAGE_TOTAL, "page + total")
+        found.append(Shape(f"S{number}", f"{what}, {title}", query, {"filter": search}))
+        found.append(
+            Shape(
+                f"S{number + 1}",
+                f"page + total, {title}, 30-day window",
+                QUERY_PAGE_TOTAL,
+                {"filter": {**search, **window}},
+            )
+        )
+        number += 2
+    return found
