@@ -123,8 +123,10 @@ def main() -> None:
     from graphql_api.context import Caller, GraphQLContext
     from graphql_api.schema import schema
 
+    from bench.dataset import DATASET_VERSION
+
     admin = User.objects.select_related("role", "organization").get(
-        email="admin@bench-1000000.test"
+        email=f"admin@bench{DATASET_VERSION}-1000000.test"
     )
     organization = admin.organization
     assert organization is not None
