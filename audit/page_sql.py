@@ -9,6 +9,12 @@ window and order, the same per-address email page (``_email_page_ids``, whose en
 are then read by id), the same total (audit/totals.py) and the same look past the
 cursors, attached as subqueries so that all come from one snapshot. An email search
 reads the directory once for all of them (a MATERIALIZED CTE) instead of once in each.
+A search of the details (``search``, ``details``) that asks for its total finds its matches
+once (a MATERIALIZED CTE of their times and ids, up to one past the total's limit) and
+takes the total, the page and the look past the cursors from them: the total must read
+every match anyway, and reading them twice (for a word, a GIN index scan and the table
+rows it points to) doubled the statement's cost. Past the limit the total is refused,
+and the page (read from an arbitrary part of the matches) with it.
 The rows are named tuples of the columns asked for, and the flags come from the
 selector's own ``page_of``.
 
@@ -52,7 +58,7 @@ from audit.selectors import (
     _email_page_ids,
     page_of,
 )
-from audit.totals import audit_log_total_sql
+from audit.totals import TOTAL_REFUSED, audit_log_total_sql
 from core.authentication import CredentialsGuard, StaleCredentials
 from core.models import Organization
 
@@ -126,6 +132,55 @@ def _nearest(
     return sql, [*params, position.time, position.id]
 
 
+# A search's matches (time, id), read once by a statement that wants its total and page.
+MATCHES = "audit_matches"
+
+
+def _matched_sql(organization: Organization, f: AuditLogFilter) -> tuple[str, list[Any]]:
+    """Every match of ``f`` (a search without an email), up to one past the total's limit:
+    beyond it the total is refused, and the page with it."""
+    condition, params = _matching("m", organization, f)
+    limit = int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)
+    sql = f"SELECT m.time, m.id FROM audit_log m WHERE {condition} LIMIT %s"  # noqa: S608
+    return sql, [*params, limit + 1]
+
+
+def _counted_from_matches() -> tuple[str, list[Any]]:
+    """audit/totals.py's counted total, from the statement's matches."""
+    return (
+        f"SELECT CASE WHEN count(*) > %s THEN {TOTAL_REFUSED} ELSE count(*) END FROM {MATCHES}",  # noqa: S608
+        [int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)],
+    )
+
+
+def _nearest_match(position: AuditLogPosition, *, newer: bool) -> tuple[str, list[Any]]:
+    comparison, order = (">=", "ASC") if newer else ("<=", "DESC")
+    return (
+        f"SELECT k.id FROM {MATCHES} k WHERE (k.time, k.id) {comparison} (%s, %s)"  # noqa: S608
+        f" ORDER BY k.time {order}, k.id {order} LIMIT 1",
+        [position.time, position.id],
+    )
+
+
+def _page_of_matches(
+    after: AuditLogPosition | None, before: AuditLogPosition | None, forward: bool, limit: int
+) -> tuple[str, list[Any]]:
+    """The ids of the page among the statement's matches."""
+    where, params = ["TRUE"], []
+    if after is not None:
+        where.append("(k.time, k.id) < (%s, %s)")
+        params += [after.time, after.id]
+    if before is not None:
+        where.append("(k.time, k.id) > (%s, %s)")
+        params += [before.time, before.id]
+    order = "DESC" if forward else "ASC"
+    return (
+        f"SELECT k.id FROM {MATCHES} k WHERE {' AND '.join(where)}"  # noqa: S608
+        f" ORDER BY k.time {order}, k.id {order} LIMIT %s",
+        [*params, limit],
+    )
+
+
 def audit_log_page_rows(
     *,
     organization: Organization,
@@ -152,23 +207,40 @@ def audit_log_page_rows(
     assert size is not None
 
     extras: list[tuple[str, str, list[Any]]] = []  # (name, SQL, parameters)
-    if with_total:
+    # A search of the details with its total: the matches are found once, for the total
+    # and the page. (An address range is not: its index yields the page's newest entries,
+    # or the time index does, without reading every match.)
+    shared = (
+        with_total
+        and (f.search is not None or f.details_json is not None)
+        and f.user_email is None
+    )
+    if shared:
+        matched, matched_params = _matched_sql(organization, f)
+        extras.append(("audit_total", *_counted_from_matches()))
+    elif with_total:
         total, total_params = audit_log_total_sql(organization=organization, filters=f, cte=True)
         extras.append(("audit_total", total, total_params))
     # Matching entries outside the window: the nearest newer than ``after`` (itself
     # included) and older than ``before``, read from the cursor in index order.
     if after is not None:
-        extras.append(("audit_newer", *_nearest("n", organization, f, after, newer=True)))
+        nearest = _nearest_match if shared else functools.partial(_nearest, "n", organization, f)
+        extras.append(("audit_newer", *nearest(after, newer=True)))
     if before is not None:
-        extras.append(("audit_older", *_nearest("o", organization, f, before, newer=False)))
+        nearest = _nearest_match if shared else functools.partial(_nearest, "o", organization, f)
+        extras.append(("audit_older", *nearest(before, newer=False)))
     if guard is not None:
         extras.append(("caller_guard", guard.sql, list(guard.params)))
 
-    if f.user_email is not None:
+    if shared:
+        ids, ids_params = _page_of_matches(after, before, forward, size + 1)
+        where = [f"{X}.organization_id = %s", f"{X}.id = ANY(ARRAY({ids}))"]
+        where_params = [organization.pk, *ids_params]
+    elif f.user_email is not None:
         # The ids already hold every condition: the page reads those entries by id.
-        ids = _email_page_ids(organization, f, after, before, forward, size + 1, cte=True)
-        where = [f"{X}.organization_id = %s", f"{X}.id = ANY(ARRAY({ids.sql}))"]
-        where_params = [organization.pk, *ids.params]
+        ids_sql = _email_page_ids(organization, f, after, before, forward, size + 1, cte=True)
+        where = [f"{X}.organization_id = %s", f"{X}.id = ANY(ARRAY({ids_sql.sql}))"]
+        where_params = [organization.pk, *ids_sql.params]
     else:
         condition, where_params = _matching(X, organization, f)
         where = [condition]
@@ -191,6 +263,9 @@ def audit_log_page_rows(
     if f.user_email is not None:
         emails, with_params = matched_emails_sql(organization, f.user_email)
         prefix = f"WITH {MATCHED_EMAILS} AS MATERIALIZED ({emails}) "
+    elif shared:
+        prefix = f"WITH {MATCHES} AS MATERIALIZED ({matched}) "
+        with_params = matched_params
     statement = (
         f"{prefix}SELECT {', '.join(selected)} FROM {X} WHERE {' AND '.join(where)}"  # noqa: S608 - fixed fragments; values are parameters
         f" ORDER BY {X}.time {order}, {X}.id {order} LIMIT %s"
