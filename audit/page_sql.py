@@ -211,9 +211,7 @@ def audit_log_page_rows(
     # and the page. (An address range is not: its index yields the page's newest entries,
     # or the time index does, without reading every match.)
     shared = (
-        with_total
-        and (f.search is not None or f.details_json is not None)
-        and f.user_email is None
+        with_total and (f.search is not None or f.details_json is not None) and f.user_email is None
     )
     if shared:
         matched, matched_params = _matched_sql(organization, f)

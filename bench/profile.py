@@ -115,6 +115,7 @@ def main() -> None:
 
     from audit.filters import AuditLogFilter
     from audit.selectors import audit_log_count, audit_log_page
+    from bench.dataset import DATASET_VERSION
     from bench.shapes import EMAIL_SEARCH, QUERY_PAGE, QUERY_TOTAL
     from core.authentication import BearerCredentials, api_token_authenticate
     from core.models import User
@@ -122,8 +123,6 @@ def main() -> None:
     from graphql_api import compiled
     from graphql_api.context import Caller, GraphQLContext
     from graphql_api.schema import schema
-
-    from bench.dataset import DATASET_VERSION
 
     admin = User.objects.select_related("role", "organization").get(
         email=f"admin@bench{DATASET_VERSION}-1000000.test"
