@@ -341,6 +341,33 @@ def search_q(f: AuditLogFilter) -> list[_Condition]:
     return [_Condition(template, column, value) for template, column, value in _search_parts(f)]
 
 
+def matching_sql(
+    alias: str, organization: Organization, f: AuditLogFilter, *, cte: bool
+) -> tuple[str, list[Any]]:
+    """Every condition of ``f`` on the organization's entries aliased ``alias``, as SQL
+    with its parameters: what ``audit_log_list`` selects, for statements written by hand
+    (audit/page_sql.py, audit/totals.py). An email search reads its addresses from the
+    statement's CTE with ``cte`` (``matched_emails_sql``)."""
+    conditions = [f"{alias}.organization_id = %s"]
+    params: list[Any] = [organization.pk]
+    if f.event_types is not None:
+        values = event_values(f.event_types)
+        conditions.append(f"{alias}.event IN ({', '.join(['%s'] * len(values))})")
+        params += values
+    if f.user_email is not None:
+        emails, emails_params = matched_emails_sql(organization, f.user_email, cte=cte)
+        conditions.append(f"{alias}.actor_email IN ({emails})")
+        params += emails_params
+    if f.time_from is not None:
+        conditions.append(f"{alias}.time >= %s")
+        params.append(f.time_from)
+    if f.time_to is not None:
+        conditions.append(f"{alias}.time <= %s")
+        params.append(f.time_to)
+    searched, searched_params = search_conditions(alias, f)
+    return " AND ".join(conditions + searched), params + searched_params
+
+
 # The words PostgreSQL makes of a search (the query's lexemes), for ``matches``.
 SEARCH_WORDS_SQL = "SELECT tsvector_to_array(to_tsvector('simple'::regconfig, %s))"
 

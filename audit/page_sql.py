@@ -43,13 +43,7 @@ from django.db import connection
 from psycopg import adapters
 from psycopg.pq import Format
 
-from audit.filters import (
-    MATCHED_EMAILS,
-    AuditLogFilter,
-    event_values,
-    matched_emails_sql,
-    search_conditions,
-)
+from audit.filters import MATCHED_EMAILS, AuditLogFilter, matched_emails_sql, matching_sql
 from audit.selectors import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
@@ -96,22 +90,7 @@ def _row_type(names: tuple[str, ...]) -> Any:
 def _matching(alias: str, organization: Organization, f: AuditLogFilter) -> tuple[str, list[Any]]:
     """The conditions of ``audit_log_list`` on the entries aliased ``alias`` (an email
     search's addresses from the statement's CTE)."""
-    conditions = [f"{alias}.organization_id = %s"]
-    params: list[Any] = [organization.pk]
-    if f.event_types is not None:
-        values = event_values(f.event_types)
-        conditions.append(f"{alias}.event IN ({', '.join(['%s'] * len(values))})")
-        params += values
-    if f.user_email is not None:
-        conditions.append(f"{alias}.actor_email IN (SELECT email FROM {MATCHED_EMAILS})")  # noqa: S608
-    if f.time_from is not None:
-        conditions.append(f"{alias}.time >= %s")
-        params.append(f.time_from)
-    if f.time_to is not None:
-        conditions.append(f"{alias}.time <= %s")
-        params.append(f.time_to)
-    searched, searched_params = search_conditions(alias, f)
-    return " AND ".join(conditions + searched), params + searched_params
+    return matching_sql(alias, organization, f, cte=True)
 
 
 def _nearest(

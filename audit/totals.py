@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db.models import BigIntegerField
 from django.db.models.expressions import RawSQL
 
-from audit.filters import AuditLogFilter, event_values, matched_emails_sql, search_conditions
+from audit.filters import AuditLogFilter, event_values, matched_emails_sql, matching_sql
 from core.models import Organization
 
 # What a counted total reads as when it would exceed AUDIT_LOG_SEARCH_TOTAL_MAX.
@@ -195,29 +195,14 @@ def audit_log_total_sql(
 def _counted_sql(organization: Organization, f: AuditLogFilter, cte: bool) -> tuple[str, list[Any]]:
     """The total of a search, counted from the entries, at most AUDIT_LOG_SEARCH_TOTAL_MAX
     of them: TOTAL_REFUSED past that."""
-    conditions = ["c.organization_id = %s"]
-    params: list[Any] = [organization.pk]
-    if f.event_types is not None:
-        conditions.append("c.event = ANY(%s)")
-        params.append(event_values(f.event_types))
-    if f.user_email is not None:
-        emails, emails_params = matched_emails_sql(organization, f.user_email, cte=cte)
-        conditions.append(f"c.actor_email IN ({emails})")
-        params += emails_params
-    if f.time_from is not None:
-        conditions.append("c.time >= %s")
-        params.append(f.time_from)
-    if f.time_to is not None:
-        conditions.append("c.time <= %s")
-        params.append(f.time_to)
-    searched, searched_params = search_conditions("c", f)
+    condition, params = matching_sql("c", organization, f, cte=cte)
     limit = int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)
     sql = (
         f"(SELECT CASE WHEN count(*) > %s THEN {TOTAL_REFUSED} ELSE count(*) END FROM ("  # noqa: S608 - fixed fragments
-        f"SELECT 1 FROM audit_log c WHERE {' AND '.join(conditions + searched)} LIMIT %s"
+        f"SELECT 1 FROM audit_log c WHERE {condition} LIMIT %s"
         ") counted)"
     )
-    return sql, [limit, *params, *searched_params, limit + 1]
+    return sql, [limit, *params, limit + 1]
 
 
 def audit_log_total(*, organization: Organization, filters: AuditLogFilter | None = None) -> RawSQL:
