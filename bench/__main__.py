@@ -8,7 +8,7 @@ Settings (environment):
                   fifth and a hundredth of that
   BENCH_SCALE=1   also measure at 100,000, 1,000,000 and 10,000,000 events (ratios to 100k)
   BENCH_DURATION  seconds per shape and concurrency (default 10)
-  BENCH_SHAPES    only these shapes, e.g. S1,S9,S10 (default: every shape, S0-S16)
+  BENCH_SHAPES    only these shapes, e.g. S1,S9,S10 (default: every shape, S0-S19)
   BENCH_WORKERS   uvicorn worker processes (default 2, one per core)
   BENCH_IMPORT    events for the import measurement (default 1,000,000)
   BENCH_INGEST    events sent through recordAuditEvents in batches of 500 (default 100,000)

@@ -2,7 +2,7 @@
 (after ``make bench`` has built its database) serves the code of git revision REV and the
 working tree in turn, with the same Python environment and the same bench database, and
 measures the shapes of bench/shapes.py named by ``BENCH_COMPARE_SHAPES`` (``S0,S1``;
-``all`` for S0-S16) with wrk: p50 with 1 client, req/s with 8 and the server's CPU time per
+``all`` for S0-S19) with wrk: p50 with 1 client, req/s with 8 and the server's CPU time per
 request (bench/compiled.py's ``measure``), 5 s each, each tree ``BENCH_COMPARE_ROUNDS``
 times (2), alternated so that drift of the machine falls on both.
 
@@ -51,7 +51,7 @@ def main(revision: str) -> None:
     wanted = {shape.name for shape in every_shape} if named == "all" else set(named.split(","))
     shapes = [shape for shape in every_shape if shape.name in wanted]
     if {shape.name for shape in shapes} != wanted:
-        sys.exit(f"BENCH_COMPARE_SHAPES: no such shape in {named} (S0-S16, or all)")
+        sys.exit(f"BENCH_COMPARE_SHAPES: no such shape in {named} (S0-S19, or all)")
     rounds = int(os.environ.get("BENCH_COMPARE_ROUNDS", "2"))
     ingest = int(os.environ.get("BENCH_COMPARE_INGEST", "0"))
     writes = int(os.environ.get("BENCH_COMPARE_WRITES", "0"))

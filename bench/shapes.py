@@ -1,5 +1,5 @@
 """The request shapes of the benchmark (S1-S8), as the admin page and integrations send
-them, S0, the stack's own cost, and S9-S16, the searches by address and details."""
+them, S0, the stack's own cost, and S9-S19, the searches by address and details."""
 
 from __future__ import annotations
 
@@ -110,4 +110,10 @@ def search_shapes(now: datetime) -> list[Shape]:
             )
         )
         number += 2
+    # The page alone, as an integration paging through a search sends it: what must stay
+    # flat as the log grows.
+    for title, search in searches:
+        if search.get("ip") != IP_16:  # S11 already
+            found.append(Shape(f"S{number}", f"page only, {title}", QUERY_PAGE, {"filter": search}))
+            number += 1
     return found
