@@ -86,7 +86,7 @@ def audit_log_list(
         queryset = queryset.filter(time__gte=f.time_from)
     if f.time_to is not None:
         queryset = queryset.filter(time__lte=f.time_to)
-    for condition in search_q(f):
+    for condition in search_q(f, organization.pk):
         queryset = queryset.filter(condition)
     return queryset.order_by(*ORDER)
 
@@ -164,7 +164,7 @@ def _email_page_ids(
     if f.time_to is not None:
         conditions.append("x.time <= %s")
         params.append(f.time_to)
-    searched, searched_params = search_conditions("x", f)
+    searched, searched_params = search_conditions("x", f, organization.pk)
     conditions += searched
     params += searched_params
     if after is not None:

@@ -144,7 +144,7 @@ def _compiled(queryset: QuerySet[AuditLog], limit: int, words: bool) -> tuple[st
     if words:
         extra["stream_words"] = Func(
             F("details"),
-            template=WORDS_SQL.format(column="%(expressions)s"),
+            template=WORDS_SQL.format(details="%(expressions)s"),
             output_field=TextField(),
         )
     sql, params = (

@@ -248,7 +248,7 @@ def test_every_reader_selects_what_the_brute_force_selects(data: Data) -> None:
                 cursor.execute(SEARCH_WORDS_SQL, [filters.search])
                 search_words = frozenset(cursor.fetchone()[0])
             cursor.execute(
-                f"SELECT id, {WORDS_SQL.format(column='details')}, UPPER(actor_email) "
+                f"SELECT id, {WORDS_SQL.format(details='details')}, UPPER(actor_email) "
                 "FROM audit_log WHERE organization_id = %s",
                 [data.org.pk],
             )
@@ -357,3 +357,24 @@ def test_a_total_past_the_limit_is_refused_and_the_page_still_reads(
     assert len(audit_log_page_rows(organization=data.org, filters=filters, first=2).entries) == 2
     settings.AUDIT_LOG_SEARCH_TOTAL_MAX = matching  # exactly the limit: counted
     assert audit_log_count(organization=data.org, filters=filters) == matching
+
+
+def test_a_search_of_no_words_matches_nothing(data: Data) -> None:
+    """PostgreSQL splits some text into no words at all; such a search (which the filter's
+    check refuses when it can tell) selects nothing, in SQL as in the live stream's test,
+    rather than every entry of the organization."""
+    filters = AuditLogFilter(search="!!! ---")
+    assert not audit_log_list(organization=data.org, filters=filters).exists()
+    assert audit_log_count(organization=data.org, filters=filters) == 0
+    assert (
+        audit_log_page_rows(organization=data.org, filters=filters, with_total=True).entries == []
+    )
+    entry = data.entries[0]
+    assert not filters.matches(
+        event=entry.event,
+        actor_email_upper=None,
+        time=entry.time,
+        user_email_upper=None,
+        words=["vm"],
+        search_words=frozenset(),
+    )
