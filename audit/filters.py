@@ -21,7 +21,7 @@ and served by an index of migration 0015:
 Both GIN indexes hold the organization beside the details (``ORG_WORDS_VECTOR``,
 ``ORG_DETAILS``): without it, a search read every tenant's matches from the table before
 keeping its own (a containment search of a 100,000-entry organization took 112 ms because
-a 10M-entry one had 60,000 matches).
+a 10M-entry one had about 47,000 matches).
 
 The live stream tests entries in memory (``AuditLogFilter.matches``): the address with
 ``ipaddress``, containment with ``jsonb_contains`` (the same rules), and words against
@@ -177,7 +177,7 @@ class AuditLogFilter:
         mapping depends on the database's locale: the email condition is then plain
         containment, as ``UPPER(email) LIKE UPPER('%needle%')`` with the needle escaped.
         With ``search``, ``words`` are the entry's words and ``search_words`` the
-        search's, both as PostgreSQL splits them (``WORDS_SQL``, ``search_words_sql``)."""
+        search's, both as PostgreSQL splits them (``WORDS_SQL``, ``SEARCH_WORDS_SQL``)."""
         if self.event_types is not None and event not in self.event_types:
             return False
         if self.user_email is not None:

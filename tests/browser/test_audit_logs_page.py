@@ -412,3 +412,16 @@ def test_live_shows_an_entry_recorded_while_the_page_is_open(
     page.wait_for_selector(f'#entries tbody tr[data-id="{node}"]', timeout=10_000)
     assert page.locator("#entries tbody tr").first.get_attribute("data-id") == node
     assert f"({total_before + 1:,} total)" in page.inner_text("#position")
+
+
+def test_a_shared_link_with_a_bad_address_opens_with_the_reason_and_the_filters(
+    visit: Visit, admin: User, history: Organization
+) -> None:
+    sign_in_with_cookie(visit, admin)
+    page = visit.page
+    page.goto(f"{visit.site}/audit-logs/?ip=not-an-address")
+    page.wait_for_selector("#filter-problem:not([hidden])")
+    assert "'not-an-address' is not an IPv4 or IPv6 address" in page.inner_text("#filter-problem")
+    assert page.input_value("#ip") == "not-an-address" and page.is_visible("#filters")
+    after_request(visit, lambda: page.click("#clear-filters"))
+    assert shown(visit)[0] == node_ids(history, AuditLogFilter())

@@ -187,7 +187,7 @@ function failed(error) {
     stopLive();
     return showOnly(ui.paidPlan);
   }
-  if (error.code === "BAD_USER_INPUT" && current) {
+  if (error.code === "BAD_USER_INPUT") {
     // A filter the server refused (an address that is not one, say): the form stays, with
     // the server's reason beside it, and no entries.
     stopLive();
