@@ -52,7 +52,7 @@ from audit.selectors import (
     _email_page_ids,
     page_of,
 )
-from audit.totals import TOTAL_REFUSED, audit_log_total_sql
+from audit.totals import audit_log_total_sql, capped_count_sql
 from core.authentication import CredentialsGuard, StaleCredentials
 from core.models import Organization
 
@@ -124,14 +124,6 @@ def _matched_sql(organization: Organization, f: AuditLogFilter) -> tuple[str, li
     return sql, [*params, limit + 1]
 
 
-def _counted_from_matches() -> tuple[str, list[Any]]:
-    """audit/totals.py's counted total, from the statement's matches."""
-    return (
-        f"SELECT CASE WHEN count(*) > %s THEN {TOTAL_REFUSED} ELSE count(*) END FROM {MATCHES}",  # noqa: S608
-        [int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)],
-    )
-
-
 def _nearest_match(position: AuditLogPosition, *, newer: bool) -> tuple[str, list[Any]]:
     comparison, order = (">=", "ASC") if newer else ("<=", "DESC")
     return (
@@ -194,7 +186,7 @@ def audit_log_page_rows(
     )
     if shared:
         matched, matched_params = _matched_sql(organization, f)
-        extras.append(("audit_total", *_counted_from_matches()))
+        extras.append(("audit_total", *capped_count_sql(MATCHES)))
     elif with_total:
         total, total_params = audit_log_total_sql(organization=organization, filters=f, cte=True)
         extras.append(("audit_total", total, total_params))

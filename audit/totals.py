@@ -197,12 +197,19 @@ def _counted_sql(organization: Organization, f: AuditLogFilter, cte: bool) -> tu
     of them: TOTAL_REFUSED past that."""
     condition, params = matching_sql("c", organization, f, cte=cte)
     limit = int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)
-    sql = (
-        f"(SELECT CASE WHEN count(*) > %s THEN {TOTAL_REFUSED} ELSE count(*) END FROM ("  # noqa: S608 - fixed fragments
-        f"SELECT 1 FROM audit_log c WHERE {condition} LIMIT %s"
-        ") counted)"
+    counted, counted_params = capped_count_sql(
+        f"(SELECT 1 FROM audit_log c WHERE {condition} LIMIT %s) counted"  # noqa: S608
     )
-    return sql, [limit, *params, limit + 1]
+    return f"({counted})", [*counted_params, *params, limit + 1]
+
+
+def capped_count_sql(source: str) -> tuple[str, list[Any]]:
+    """The count of the rows of ``source`` (a FROM item holding at most one row past the
+    limit), or TOTAL_REFUSED when it holds more than AUDIT_LOG_SEARCH_TOTAL_MAX."""
+    return (
+        f"SELECT CASE WHEN count(*) > %s THEN {TOTAL_REFUSED} ELSE count(*) END FROM {source}",  # noqa: S608 - fixed fragments
+        [int(settings.AUDIT_LOG_SEARCH_TOTAL_MAX)],
+    )
 
 
 def audit_log_total(*, organization: Organization, filters: AuditLogFilter | None = None) -> RawSQL:
