@@ -30,6 +30,7 @@ the entry's words as PostgreSQL splits them (``WORDS_SQL``, read with the entry)
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -102,8 +103,10 @@ class AuditLogFilter:
     # hashable: two requests with the same filter share a total (graphql_api/queries.py).
     details_json: str | None = None
 
-    @property
+    @functools.cached_property
     def details(self) -> dict[str, Any] | None:
+        """The containment value, decoded once per filter (the live stream tests every
+        entry against it)."""
         return json.loads(self.details_json) if self.details_json is not None else None
 
     @property
